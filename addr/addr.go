@@ -1,0 +1,288 @@
+// Package addr turns recipient addresses into the only form spamsurge keeps:
+// a normalised address, identified by a keyed hash (ID).
+//
+// Normalisation lowercases the domain and maps it through IDNA (UTS #46
+// lookup mapping, so "Bücher.Example" and "xn--bcher-kva.example" are the
+// same mailbox); the local part is case-folded and its sub-address
+// ("user+shop") stripped only when configured, because both are the
+// receiving system's policy, not a rule of SMTP. The stripped detail is
+// returned for attribution (which shop leaked) but is not part of the ID.
+//
+// An ID is SipHash-2-4 with 128-bit output, keyed with 16 bytes derived from
+// the 32-byte key file (see Key). It is a keyed PRF: without the key, an ID
+// cannot be reversed by hashing a dictionary of likely addresses, which an
+// unkeyed hash of an address can. The package never logs, stores or prints a
+// plaintext address; callers must not either.
+package addr
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/dchest/siphash"
+	"golang.org/x/net/idna"
+)
+
+// Limits from RFC 5321 §4.5.3.1 (local part 64 octets, domain 255) and the
+// 320-octet total they imply (plus "@"). Anything larger is not an address.
+const (
+	MaxLen      = 320
+	MaxLocalLen = 64
+	MaxDomain   = 255
+)
+
+// ErrInvalid wraps every rejection of a malformed address.
+var ErrInvalid = errors.New("invalid address")
+
+// ID is the keyed hash of a normalised address.
+type ID [16]byte
+
+// String is the lowercase hex form used in logs, incidents and the API.
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// MarshalText writes the hex form, so IDs are hex in JSON.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText reads the hex form.
+func (id *ID) UnmarshalText(b []byte) error {
+	if len(b) != 32 {
+		return fmt.Errorf("addr: id %q is not 32 hex digits", b)
+	}
+	_, err := hex.Decode(id[:], b)
+	return err
+}
+
+// ParseID reads a hex ID.
+func ParseID(s string) (ID, error) {
+	var id ID
+	err := id.UnmarshalText([]byte(s))
+	return id, err
+}
+
+// Normalizer holds the receiving system's address policy. The zero value
+// lowercases and IDNA-maps the domain only.
+type Normalizer struct {
+	// FoldLocal lowercases the local part (most mail stores treat
+	// "Alice@" and "alice@" as one mailbox; RFC 5321 allows otherwise).
+	FoldLocal bool
+	// Separators are the sub-address separators to strip, e.g. "+" or
+	// "+-"; empty keeps the local part whole.
+	Separators string
+}
+
+var domainProfile = idna.New(
+	idna.MapForLookup(),
+	idna.Transitional(false),
+	// Mail domains in the wild carry underscores and other characters
+	// that STD3 forbids; they are still one domain each.
+	idna.StrictDomainName(false),
+)
+
+// Normalize returns the canonical form of a and, when a sub-address was
+// stripped, its detail ("shop" for "user+shop@"). Surrounding whitespace and
+// one pair of angle brackets are removed. It rejects anything that is not a
+// plausible mailbox with an error wrapping ErrInvalid; the error does not
+// quote the address.
+func (n Normalizer) Normalize(a string) (norm, detail string, err error) {
+	if len(a) > MaxLen+2+64 { // room for brackets and whitespace only
+		return "", "", fmt.Errorf("%w: longer than %d bytes", ErrInvalid, MaxLen)
+	}
+	a = strings.TrimSpace(a)
+	if strings.HasPrefix(a, "<") && strings.HasSuffix(a, ">") {
+		a = a[1 : len(a)-1]
+	}
+	if len(a) > MaxLen {
+		return "", "", fmt.Errorf("%w: longer than %d bytes", ErrInvalid, MaxLen)
+	}
+	if !utf8.ValidString(a) {
+		return "", "", fmt.Errorf("%w: not UTF-8", ErrInvalid)
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return "", "", fmt.Errorf("%w: no @", ErrInvalid)
+	}
+	local, domain := a[:at], a[at+1:]
+	if local == "" || domain == "" {
+		return "", "", fmt.Errorf("%w: empty local part or domain", ErrInvalid)
+	}
+	if len(local) > MaxLocalLen {
+		return "", "", fmt.Errorf("%w: local part longer than %d bytes", ErrInvalid, MaxLocalLen)
+	}
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; c <= ' ' || c == 0x7f {
+			return "", "", fmt.Errorf("%w: control character or space in local part", ErrInvalid)
+		}
+	}
+	domain = strings.TrimSuffix(domain, ".")
+	if strings.HasPrefix(domain, "[") {
+		// Address literal: keep as is, lowercased (IPv6 hex).
+		if !strings.HasSuffix(domain, "]") {
+			return "", "", fmt.Errorf("%w: unterminated address literal", ErrInvalid)
+		}
+		domain = strings.ToLower(domain)
+	} else {
+		if !plainASCIIDomain(domain) {
+			d, err := domainProfile.ToASCII(domain)
+			if err != nil {
+				return "", "", fmt.Errorf("%w: bad domain", ErrInvalid)
+			}
+			domain = d
+		}
+		domain = strings.ToLower(domain)
+		if !validLabels(domain) {
+			return "", "", fmt.Errorf("%w: bad domain", ErrInvalid)
+		}
+	}
+	if len(domain) > MaxDomain {
+		return "", "", fmt.Errorf("%w: domain longer than %d bytes", ErrInvalid, MaxDomain)
+	}
+	if n.Separators != "" && !strings.HasPrefix(local, "\"") {
+		if i := strings.IndexAny(local, n.Separators); i > 0 {
+			local, detail = local[:i], local[i+1:]
+		}
+	}
+	if n.FoldLocal {
+		local = strings.ToLower(local)
+		detail = strings.ToLower(detail)
+	}
+	return local + "@" + domain, detail, nil
+}
+
+// plainASCIIDomain reports whether d needs no IDNA mapping beyond
+// lowercasing: letters, digits, '-', '_' and '.', and no A-label (an "xn--"
+// label must be validated by the IDNA code). This is the hot path.
+func plainASCIIDomain(d string) bool {
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+		if c == '-' && i >= 3 && d[i-1] == '-' && (i == 3 || d[i-4] == '.') {
+			return false // "xn--" or any "??--" label prefix
+		}
+	}
+	return true
+}
+
+// validLabels checks a lowercased ASCII domain: non-empty labels of at
+// most 63 bytes, no spaces, controls or '@'.
+func validLabels(d string) bool {
+	if d == "" {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		switch {
+		case c == '.':
+			if n == 0 {
+				return false
+			}
+			n = 0
+			continue
+		case c <= ' ' || c == 0x7f || c == '@' || c >= 0x80:
+			return false
+		}
+		n++
+		if n > 63 {
+			return false
+		}
+	}
+	return n > 0
+}
+
+// Key is the secret that keys address hashes. Keep it apart from the store:
+// whoever holds both can test guesses against the stored IDs.
+type Key struct {
+	sip0, sip1 uint64
+	fp         [8]byte
+}
+
+// KeyLen is the size of a key file.
+const KeyLen = 32
+
+// NewKey derives a Key from secret material (at least 16 bytes).
+func NewKey(secret []byte) (*Key, error) {
+	if len(secret) < 16 {
+		return nil, fmt.Errorf("addr: key has %d bytes, need at least 16", len(secret))
+	}
+	derive := func(label string) []byte {
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(label))
+		return m.Sum(nil)
+	}
+	k := &Key{}
+	s := derive("spamsurge address siphash v1")
+	for i := 0; i < 8; i++ {
+		k.sip0 |= uint64(s[i]) << (8 * i)
+		k.sip1 |= uint64(s[8+i]) << (8 * i)
+	}
+	copy(k.fp[:], derive("spamsurge key fingerprint v1"))
+	return k, nil
+}
+
+// Fingerprint identifies the key without revealing it. The store keeps it so
+// that a changed key is noticed (every address would look new otherwise).
+func (k *Key) Fingerprint() [8]byte { return k.fp }
+
+// Hash returns the ID of an already normalised address.
+func (k *Key) Hash(norm string) ID {
+	var buf [MaxLen + MaxDomain]byte
+	lo, hi := siphash.Hash128(k.sip0, k.sip1, append(buf[:0], norm...))
+	var id ID
+	for i := 0; i < 8; i++ {
+		id[i] = byte(lo >> (8 * i))
+		id[8+i] = byte(hi >> (8 * i))
+	}
+	return id
+}
+
+// LoadKey reads the key file at path, creating it with KeyLen random bytes
+// and mode 0600 when it does not exist. A key file readable by group or
+// others is refused: the key is what keeps stored IDs from being reversed.
+func LoadKey(path string) (*Key, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		b = make([]byte, KeyLen)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("addr: key: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("addr: key: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("addr: key: %w", err)
+		}
+		_, err = f.Write(b)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("addr: key: %w", err)
+		}
+		return NewKey(b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("addr: key: %w", err)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("addr: key file %s has mode %v; make it 0600", path, st.Mode().Perm())
+	}
+	if len(b) < KeyLen {
+		return nil, fmt.Errorf("addr: key file %s has %d bytes, need %d", path, len(b), KeyLen)
+	}
+	return NewKey(b)
+}
