@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/api"
+	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/smtpd"
+	"github.com/spamsurge/spamsurge/verdict"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML config `file` (default: built-in defaults)")
+	lf := addLogFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: spamsurge serve [--config FILE] [--log-format console|json] [--log-level LEVEL]\n\nRuns the SMTP/LMTP proxy, the detector and the HTTP endpoints until SIGTERM/SIGINT.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "spamsurge: %v\n", err)
+		return 2
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "spamsurge: %v\n", err)
+		return 2
+	}
+	defer log.Sync()
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// serve wires the components; it returns when ctx is done and everything
+// has shut down.
+func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	opts, err := smtpOptions(cfg)
+	if err != nil {
+		return err
+	}
+	opts.Logger = log
+	opts.Registerer = reg
+	proxy, err := smtpd.New(opts)
+	if err != nil {
+		return err
+	}
+	queue := proxy.NewQueue(cfg.Detector.QueueSize)
+	// Until the detector is wired in, observations are logged at debug
+	// level (recipient counts only: no addresses in logs).
+	obsLog := log.Named("observations")
+	consume := func(o detector.Observation) {
+		obsLog.Debug("observation", zap.Int("rcpt", len(o.Rcpt)), zap.Int("rejected", len(o.Rejected)), zap.Bool("spam", o.Spam))
+	}
+	if err := proxy.Listen(); err != nil {
+		return fmt.Errorf("smtp.listen: %w", err)
+	}
+	hln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	log.Info("http listening", zap.String("address", hln.Addr().String()))
+
+	// The proxy stops first (it drains mail); the HTTP side and the
+	// detector follow, so metrics stay scrapeable during the drain.
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	var wg sync.WaitGroup
+	var httpErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		httpErr = api.Serve(hctx, hln, api.Handler(api.Options{Gatherer: reg, Logger: log.Named("http")}))
+	}()
+	go func() {
+		defer wg.Done()
+		queue.Run(hctx, consume)
+	}()
+	err = proxy.Serve(ctx)
+	hcancel()
+	wg.Wait()
+	if err == nil && httpErr != nil && !errors.Is(httpErr, net.ErrClosed) {
+		err = httpErr
+	}
+	return err
+}
+
+// smtpOptions turns the config into proxy options.
+func smtpOptions(cfg config.Config) (smtpd.Options, error) {
+	host := cfg.SMTP.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	var allow []netip.Prefix
+	for _, p := range cfg.SMTP.AllowFrom {
+		pp, _ := config.ParsePrefix(p) // validated
+		allow = append(allow, pp)
+	}
+	o := smtpd.Options{
+		Listen:            cfg.SMTP.Listen,
+		LMTP:              cfg.SMTP.Protocol == "lmtp",
+		Hostname:          host,
+		MaxMessageBytes:   cfg.SMTP.MaxMessageBytes,
+		MaxRecipients:     cfg.SMTP.MaxRecipients,
+		MaxConnections:    cfg.SMTP.MaxConnections,
+		MaxLineLength:     cfg.SMTP.MaxLineLength,
+		MaxHeaderBytes:    cfg.SMTP.MaxHeaderBytes,
+		AllowFrom:         allow,
+		RejectBareNewline: cfg.SMTP.BareNewline == "reject",
+		ReadTimeout:       cfg.SMTP.ReadTimeout.D(),
+		WriteTimeout:      cfg.SMTP.WriteTimeout.D(),
+		ShutdownTimeout:   cfg.SMTP.ShutdownTimeout.D(),
+		XForward:          cfg.Downstream.XForward,
+		Downstream: smtpd.DownstreamOptions{
+			Address:        cfg.Downstream.Address,
+			LMTP:           cfg.Downstream.Protocol == "lmtp",
+			TLS:            cfg.Downstream.TLS,
+			Hostname:       host,
+			ConnectTimeout: cfg.Downstream.ConnectTimeout.D(),
+			CommandTimeout: cfg.Downstream.CommandTimeout.D(),
+			DataTimeout:    cfg.Downstream.DataTimeout.D(),
+		},
+	}
+	if cfg.SMTP.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.SMTP.TLS.CertFile, cfg.SMTP.TLS.KeyFile)
+		if err != nil {
+			return o, fmt.Errorf("smtp.tls: %w", err)
+		}
+		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.Downstream.TLS == "verify" {
+		tc := &tls.Config{ServerName: cfg.Downstream.TLSServerName, MinVersion: tls.VersionTLS12}
+		if cfg.Downstream.TLSCAFile != "" {
+			pem, err := os.ReadFile(cfg.Downstream.TLSCAFile)
+			if err != nil {
+				return o, fmt.Errorf("downstream.tls_ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return o, fmt.Errorf("downstream.tls_ca_file: no PEM certificates in %s", cfg.Downstream.TLSCAFile)
+			}
+			tc.RootCAs = pool
+		}
+		o.Downstream.TLSConfig = tc
+	}
+	cl, err := verdict.New(cfg.Verdict.Headers)
+	if err != nil {
+		return o, fmt.Errorf("verdict.headers: %w", err)
+	}
+	o.Classifier = cl
+	return o, nil
+}

@@ -1,0 +1,105 @@
+package smtpd
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Transaction outcomes, the values of spamsurge_messages_total{result}.
+const (
+	resultRelayed  = "relayed"
+	resultRejected = "rejected"
+	resultTempfail = "tempfail"
+)
+
+// metrics of the mail path. Label values come from fixed lists and are
+// pre-initialised so every series exists from the first scrape.
+type metrics struct {
+	messages          *prometheus.CounterVec
+	recipients        *prometheus.CounterVec
+	verdicts          *prometheus.CounterVec
+	sessionsActive    prometheus.Gauge
+	sessionsTotal     prometheus.Counter
+	sessionsRefused   *prometheus.CounterVec
+	relayDuration     prometheus.Histogram
+	downstreamFails   *prometheus.CounterVec
+	bareNewlines      *prometheus.CounterVec
+	messageBytes      prometheus.Histogram
+	observationsDrop  prometheus.Counter
+	observationsQueue prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		messages: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_messages_total",
+			Help: "Transactions that reached DATA, by outcome: relayed (the next hop accepted it for at least one recipient), rejected (5xx), tempfail (4xx, ours or the next hop's).",
+		}, []string{"result"}),
+		recipients: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_recipients_total",
+			Help: "RCPT commands by the next hop's answer: accepted, rejected (5xx), tempfail (4xx, ours or the next hop's).",
+		}, []string{"result"}),
+		verdicts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_verdicts_total",
+			Help: "Relayed messages by the upstream filter's verdict read from the headers.",
+		}, []string{"verdict"}),
+		sessionsActive: f.NewGauge(prometheus.GaugeOpts{
+			Name: "spamsurge_sessions_active",
+			Help: "Inbound SMTP/LMTP sessions open now.",
+		}),
+		sessionsTotal: f.NewCounter(prometheus.CounterOpts{
+			Name: "spamsurge_sessions_total",
+			Help: "Inbound sessions accepted.",
+		}),
+		sessionsRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_sessions_refused_total",
+			Help: "Inbound connections refused, by reason: allow_from (client network not allowed), max_connections (421 4.4.5).",
+		}, []string{"reason"}),
+		relayDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "spamsurge_relay_duration_seconds",
+			Help:    "Time from the client's DATA to the reply we give it: streaming the body plus the next hop's final answer.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		downstreamFails: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_downstream_failures_total",
+			Help: "Failures talking to the next hop (not its replies), by reason: connect, greeting, tls, timeout, io, protocol.",
+		}, []string{"reason"}),
+		bareNewlines: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_bare_newline_messages_total",
+			Help: "Messages that contained bare CR or LF, by action taken (normalized or rejected).",
+		}, []string{"action"}),
+		messageBytes: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "spamsurge_message_size_bytes",
+			Help:    "Size of relayed message bodies after normalisation.",
+			Buckets: prometheus.ExponentialBuckets(1024, 4, 9),
+		}),
+		observationsDrop: f.NewCounter(prometheus.CounterOpts{
+			Name: "spamsurge_observations_dropped_total",
+			Help: "Observations the detector queue had no room for. Mail is never held back for the detector; this counts what it did not see.",
+		}),
+		observationsQueue: f.NewGauge(prometheus.GaugeOpts{
+			Name: "spamsurge_observations_queued",
+			Help: "Observations waiting for the detector.",
+		}),
+	}
+	for _, r := range []string{resultRelayed, resultRejected, resultTempfail} {
+		m.messages.WithLabelValues(r)
+	}
+	for _, r := range []string{"accepted", "rejected", "tempfail"} {
+		m.recipients.WithLabelValues(r)
+	}
+	for _, v := range []string{"spam", "ham"} {
+		m.verdicts.WithLabelValues(v)
+	}
+	for _, r := range []string{"allow_from", "max_connections"} {
+		m.sessionsRefused.WithLabelValues(r)
+	}
+	for _, r := range downstreamReasons {
+		m.downstreamFails.WithLabelValues(r)
+	}
+	for _, a := range []string{"normalized", "rejected"} {
+		m.bareNewlines.WithLabelValues(a)
+	}
+	return m
+}

@@ -1,0 +1,96 @@
+package smtpd
+
+import "io"
+
+// Normaliser makes a message body safe to hand to a hop that may disagree
+// with us about where lines end (SMTP smuggling, CVE-2023-51764/5/6).
+//
+// go-smtp ends DATA only at CRLF.CRLF, but bare LF and bare CR inside the
+// body reach us unchanged. Forwarded raw, "\n.\n" or "\r.\r\n" could end
+// the message early at a laxer next hop and start a second, spoofed one.
+// The normaliser turns every bare LF and every bare CR into CRLF, so the
+// only line ends left are CRLF and our dot-stuffing sees exactly the lines
+// any next hop will see. In reject mode it only reports that it saw one;
+// the caller then refuses the message after reading to its end.
+//
+// It streams: memory is one pending byte whatever the message size. The
+// output always ends with CRLF (an unterminated last line gets one), as
+// the DATA terminator needs.
+type Normaliser struct {
+	w       io.Writer
+	pending bool // a CR was seen at the end of the previous chunk
+	bare    int  // bare CRs and LFs seen
+	last    byte // last byte written, to finish with CRLF
+	any     bool
+	buf     []byte
+}
+
+// NewNormaliser writes normalised bytes to w.
+func NewNormaliser(w io.Writer) *Normaliser {
+	return &Normaliser{w: w, buf: make([]byte, 0, 64*1024)}
+}
+
+// Bare is the number of bare CRs and LFs seen so far.
+func (n *Normaliser) Bare() int { return n.bare }
+
+// Write normalises p. It returns len(p) unless the underlying writer fails.
+func (n *Normaliser) Write(p []byte) (int, error) {
+	out := n.buf[:0]
+	for _, c := range p {
+		if n.pending {
+			n.pending = false
+			if c == '\n' {
+				out = append(out, '\r', '\n')
+				continue
+			}
+			// The CR before c was bare.
+			n.bare++
+			out = append(out, '\r', '\n')
+		}
+		switch c {
+		case '\r':
+			n.pending = true
+		case '\n':
+			n.bare++
+			out = append(out, '\r', '\n')
+		default:
+			out = append(out, c)
+		}
+		// Flush in bounded pieces so a 64 KiB chunk without line
+		// ends never grows the buffer past twice its size.
+		if len(out) >= cap(n.buf)-2 {
+			if err := n.emit(out); err != nil {
+				return 0, err
+			}
+			out = out[:0]
+		}
+	}
+	if err := n.emit(out); err != nil {
+		return 0, err
+	}
+	n.buf = out[:0]
+	return len(p), nil
+}
+
+func (n *Normaliser) emit(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	n.any = true
+	n.last = b[len(b)-1]
+	_, err := n.w.Write(b)
+	return err
+}
+
+// Close flushes a trailing CR and terminates an unfinished last line.
+func (n *Normaliser) Close() error {
+	if n.pending {
+		n.pending = false
+		n.bare++
+		return n.emit([]byte("\r\n"))
+	}
+	if n.any && n.last != '\n' {
+		return n.emit([]byte("\r\n"))
+	}
+	return nil
+}

@@ -1,0 +1,362 @@
+// Package smtpd is spamsurge's mail path: a transparent SMTP/LMTP proxy that
+// relays every transaction in lock-step to the next hop and reports what it
+// saw to the detector.
+//
+// It must never lose mail: the reply to the end of DATA is the next hop's
+// reply (we have no queue), our own faults are 4xx, a message refused or
+// interrupted mid-DATA is never completed downstream (the final dot is not
+// sent), and the detector is fed through a non-blocking Sink so it can never
+// hold mail back. See ../shared/SAFETY.md.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/verdict"
+)
+
+// Options configure the proxy. The zero value of a field means its default.
+type Options struct {
+	Listen   string // host:port
+	LMTP     bool
+	Hostname string
+
+	MaxMessageBytes int64
+	MaxRecipients   int
+	MaxConnections  int
+	MaxLineLength   int
+	MaxHeaderBytes  int
+	AllowFrom       []netip.Prefix
+	TLSConfig       *tls.Config // offer STARTTLS when set
+
+	RejectBareNewline bool
+
+	ReadTimeout     time.Duration
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
+
+	Downstream DownstreamOptions
+	XForward   bool
+
+	Classifier *verdict.Classifier
+	// Sink receives one observation per transaction. It must not block
+	// (see Queue).
+	Sink detector.Sink
+
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) setDefaults() {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:2525"
+	}
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+	}
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = 50 << 20
+	}
+	if o.MaxRecipients == 0 {
+		o.MaxRecipients = 1000
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = 1000
+	}
+	if o.MaxLineLength == 0 {
+		o.MaxLineLength = 64 << 10
+	}
+	if o.MaxHeaderBytes == 0 {
+		o.MaxHeaderBytes = 256 << 10
+	}
+	if o.AllowFrom == nil {
+		o.AllowFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 5 * time.Minute
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = time.Minute
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	d := &o.Downstream
+	if d.Address == "" {
+		d.Address = "127.0.0.1:10026"
+	}
+	if d.TLS == "" {
+		d.TLS = "none"
+	}
+	if d.Hostname == "" {
+		d.Hostname = o.Hostname
+	}
+	if d.ConnectTimeout == 0 {
+		d.ConnectTimeout = 10 * time.Second
+	}
+	if d.CommandTimeout == 0 {
+		d.CommandTimeout = 60 * time.Second
+	}
+	if d.DataTimeout == 0 {
+		d.DataTimeout = 80 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Sink == nil {
+		o.Sink = detector.SinkFunc(func(detector.Observation) {})
+	}
+}
+
+// Server is the proxy.
+type Server struct {
+	opts       Options
+	log        *zap.Logger
+	metrics    *metrics
+	classifier *verdict.Classifier
+	smtp       *smtp.Server
+
+	ln       net.Listener
+	drain    atomic.Bool
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+}
+
+// New checks the options and builds a Server; it does not listen yet.
+func New(opts Options) (*Server, error) {
+	opts.setDefaults()
+	s := &Server{
+		opts:       opts,
+		log:        opts.Logger.Named("smtpd"),
+		metrics:    newMetrics(opts.Registerer),
+		classifier: opts.Classifier,
+		sessions:   map[*session]struct{}{},
+	}
+	if s.classifier == nil {
+		c, err := verdict.New(nil)
+		if err != nil {
+			return nil, err
+		}
+		s.classifier = c
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on, once Listen succeeded.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Listen binds the SMTP port. It is separate from Serve so a caller can
+// learn the address (port 0 in tests) before serving.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	return nil
+}
+
+// probe learns what the next hop offers, so we advertise SIZE, SMTPUTF8,
+// DSN and REQUIRETLS only as far as it supports them. go-smtp advertises
+// from Server fields read at every EHLO, so they are fixed before serving;
+// when the next hop cannot be reached at start, the conservative set is
+// used until restart and a warning says so.
+func (s *Server) probe(ctx context.Context) (size int64, utf8, dsn, requiretls bool) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Downstream.ConnectTimeout)
+	defer cancel()
+	ds, err := dialDownstream(ctx, s.opts.Downstream)
+	if err != nil {
+		s.log.Warn("next hop unreachable at start; advertising only PIPELINING, 8BITMIME, SIZE until restart", zap.String("address", s.opts.Downstream.Address), zap.Error(err))
+		return s.opts.MaxMessageBytes, false, false, false
+	}
+	defer ds.quit()
+	size = s.opts.MaxMessageBytes
+	if n := ds.maxSize(); n > 0 && n < size {
+		size = n
+	}
+	return size, ds.has("SMTPUTF8"), ds.has("DSN"), ds.has("REQUIRETLS") && ds.tls
+}
+
+// Serve runs until ctx is cancelled, then shuts down gracefully: it stops
+// accepting, lets transactions in flight finish (idle sessions get 421),
+// and after ShutdownTimeout closes what is left. Listen must have been
+// called.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		return errors.New("smtpd: Serve before Listen")
+	}
+	size, utf8, dsn, requiretls := s.probe(ctx)
+
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = s.opts.Hostname
+	srv.LMTP = s.opts.LMTP
+	srv.MaxMessageBytes = size
+	srv.MaxRecipients = s.opts.MaxRecipients
+	srv.MaxLineLength = s.opts.MaxLineLength
+	srv.ReadTimeout = s.opts.ReadTimeout
+	srv.WriteTimeout = s.opts.WriteTimeout
+	srv.TLSConfig = s.opts.TLSConfig
+	srv.EnableSMTPUTF8 = utf8
+	srv.EnableDSN = dsn
+	srv.EnableREQUIRETLS = requiretls && s.opts.TLSConfig != nil
+	srv.ErrorLog = zap.NewStdLog(s.log.Named("go-smtp"))
+	s.smtp = srv
+
+	ln := &guardListener{Listener: s.ln, s: s}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("listening", zap.String("address", s.ln.Addr().String()), zap.Bool("lmtp", s.opts.LMTP), zap.String("next_hop", s.opts.Downstream.Address))
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	return s.shutdown()
+}
+
+func (s *Server) shutdown() error {
+	s.drain.Store(true)
+	s.log.Info("shutting down: finishing transactions in flight", zap.Duration("deadline", s.opts.ShutdownTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.smtp.Shutdown(ctx) }()
+	// Idle sessions are told 421 at once; busy ones when their
+	// transaction ends (session.setInTx). Repeat in case a kick raced
+	// with go-smtp re-arming its read deadline.
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.kickIdle()
+		select {
+		case err := <-done:
+			if err == nil || errors.Is(err, smtp.ErrServerClosed) {
+				s.log.Info("all sessions finished")
+				return nil
+			}
+			s.log.Warn("shutdown deadline passed; closing remaining sessions")
+			s.smtp.Close()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) kickIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		if sess.idle() {
+			sess.kick()
+		}
+	}
+}
+
+func (s *Server) draining() bool { return s.drain.Load() }
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	sess := &session{srv: s, conn: c, log: s.log}
+	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
+		sess.client = ap.Addr().Unmap().String()
+	}
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	return sess, nil
+}
+
+func (s *Server) removeSession(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+}
+
+func (s *Server) observe(o detector.Observation) { s.opts.Sink.Observe(o) }
+
+// guardListener enforces allow_from and max_connections before go-smtp
+// sees a connection, and counts sessions.
+type guardListener struct {
+	net.Listener
+	s      *Server
+	active atomic.Int64
+}
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		m := l.s.metrics
+		if !l.allowed(c.RemoteAddr()) {
+			m.sessionsRefused.WithLabelValues("allow_from").Inc()
+			l.s.log.Warn("connection refused: client not in smtp.allow_from", zap.String("client", c.RemoteAddr().String()))
+			go refuse(c, "554 5.7.1 Access denied\r\n")
+			continue
+		}
+		if l.active.Load() >= int64(l.s.opts.MaxConnections) {
+			m.sessionsRefused.WithLabelValues("max_connections").Inc()
+			go refuse(c, "421 4.4.5 Too many connections, try again later\r\n")
+			continue
+		}
+		l.active.Add(1)
+		m.sessionsActive.Inc()
+		m.sessionsTotal.Inc()
+		return &countedConn{Conn: c, l: l}, nil
+	}
+}
+
+func (l *guardListener) allowed(a net.Addr) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range l.s.opts.AllowFrom {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func refuse(c net.Conn, reply string) {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte(reply))
+	c.Close()
+}
+
+type countedConn struct {
+	net.Conn
+	l    *guardListener
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.l.active.Add(-1)
+		c.l.s.metrics.sessionsActive.Dec()
+	})
+	return c.Conn.Close()
+}
