@@ -1,0 +1,84 @@
+// Package store keeps spamsurge's durable state: one small record per
+// recipient (keyed by the address's keyed hash, never the address), plus a
+// few named blobs (key fingerprint, learned baseline, incidents).
+//
+// Pebble is the embedded default (see bench/README-store.md for the
+// measurement against bbolt). Memory is for tests.
+//
+// Durability: Commit with sync=true returns after the write-ahead log is
+// fsynced. The detector syncs only state transitions (first mail, first
+// spam, a new day of last mail) and flushes them in batches; what a kill -9
+// can lose is the batch not yet committed (see detector.Options.FlushEvery).
+// A store is never reset or repaired here: a store that cannot be read is
+// refused with an error that says so.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// Record is what is kept per recipient. Times are minutes since the Unix
+// epoch (uint32 lasts until the year 10136); zero means "never".
+type Record struct {
+	FirstMail uint32
+	FirstSpam uint32
+	LastMail  uint32
+}
+
+// RecordLen is the encoded size of a Record.
+const RecordLen = 12
+
+// Encode appends the fixed-size encoding of r.
+func (r Record) Encode(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint32(b, r.FirstMail)
+	b = binary.LittleEndian.AppendUint32(b, r.FirstSpam)
+	return binary.LittleEndian.AppendUint32(b, r.LastMail)
+}
+
+// DecodeRecord reads a Record.
+func DecodeRecord(b []byte) (Record, error) {
+	if len(b) != RecordLen {
+		return Record{}, ErrCorrupt
+	}
+	return Record{
+		FirstMail: binary.LittleEndian.Uint32(b),
+		FirstSpam: binary.LittleEndian.Uint32(b[4:]),
+		LastMail:  binary.LittleEndian.Uint32(b[8:]),
+	}, nil
+}
+
+// ErrCorrupt marks data the store cannot make sense of.
+var ErrCorrupt = errors.New("store: corrupt data")
+
+// Batch collects writes for one Commit. Recipients are namespaced by the key
+// fingerprint, so records written under another key are neither loaded nor
+// overwritten (they come back if that key is restored).
+type Batch struct {
+	Space [8]byte
+	Recs  []Entry
+	Meta  map[string][]byte
+}
+
+// Entry is one recipient write.
+type Entry struct {
+	ID  [16]byte
+	Rec Record
+}
+
+// Len is the number of writes in b.
+func (b *Batch) Len() int { return len(b.Recs) + len(b.Meta) }
+
+// Reset empties b for reuse.
+func (b *Batch) Reset() {
+	b.Recs = b.Recs[:0]
+	clear(b.Meta)
+}
+
+// PutMeta adds a named blob.
+func (b *Batch) PutMeta(name string, v []byte) {
+	if b.Meta == nil {
+		b.Meta = map[string][]byte{}
+	}
+	b.Meta[name] = v
+}
