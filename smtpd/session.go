@@ -278,7 +278,14 @@ func (r *relayResult) replyFor(i int) error {
 		return replyToSMTP(r.final[0])
 	}
 	if i < len(r.final) {
-		return replyToSMTP(r.final[i])
+		// go-smtp prefixes "<rcpt> " to each LMTP status; LMTP
+		// servers such as Dovecot already start with it.
+		rep := r.final[i]
+		if len(rep.Lines) > 0 {
+			rep.Lines = append([]string(nil), rep.Lines...)
+			rep.Lines[0] = strings.TrimPrefix(rep.Lines[0], "<"+r.rcpts[i]+"> ")
+		}
+		return replyToSMTP(rep)
 	}
 	// The next hop went away before answering for this recipient.
 	return errAborted
