@@ -116,6 +116,18 @@ type Detector struct {
 	// QueueSize bounds the observations waiting for the detector; beyond
 	// it they are dropped and counted, never blocking mail.
 	QueueSize int `yaml:"queue_size"`
+	// Dormant: an address with no mail for this long is dormant.
+	Dormant Duration `yaml:"dormant"`
+	// Learn is how long the baseline learns after warmup, on a new store
+	// or a changed key, before incidents may open.
+	Learn Duration `yaml:"learn"`
+	// FoldLocalPart lowercases the local part of addresses.
+	FoldLocalPart bool `yaml:"fold_local_part"`
+	// SubaddressSeparators strips "user+detail" to "user" (empty: keep).
+	SubaddressSeparators string `yaml:"subaddress_separators"`
+	// FlushInterval bounds how long recipient state transitions wait in
+	// memory before a synced write: what a crash can lose.
+	FlushInterval Duration `yaml:"flush_interval"`
 }
 
 // Alerting is where incidents are pushed.
@@ -193,8 +205,13 @@ func Default() Config {
 		Store: Store{Path: "./spamsurge-data"},
 		HTTP:  HTTP{Listen: "127.0.0.1:9464"},
 		Detector: Detector{
-			Warmup:    Duration(168 * time.Hour),
-			QueueSize: 10000,
+			Warmup:               Duration(168 * time.Hour),
+			QueueSize:            10000,
+			Dormant:              Duration(30 * 24 * time.Hour),
+			Learn:                Duration(72 * time.Hour),
+			FoldLocalPart:        true,
+			SubaddressSeparators: "+",
+			FlushInterval:        Duration(time.Second),
 		},
 	}
 }
@@ -375,7 +392,8 @@ func (c *Config) Validate() error {
 		"smtp.read_timeout": c.SMTP.ReadTimeout, "smtp.write_timeout": c.SMTP.WriteTimeout,
 		"smtp.shutdown_timeout": c.SMTP.ShutdownTimeout, "downstream.connect_timeout": c.Downstream.ConnectTimeout,
 		"downstream.command_timeout": c.Downstream.CommandTimeout, "downstream.data_timeout": c.Downstream.DataTimeout,
-		"detector.warmup": c.Detector.Warmup,
+		"detector.warmup": c.Detector.Warmup, "detector.dormant": c.Detector.Dormant,
+		"detector.flush_interval": c.Detector.FlushInterval,
 	} {
 		if d <= 0 {
 			bad(key, "must be a positive duration")
@@ -424,6 +442,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Detector.QueueSize <= 0 {
 		bad("detector.queue_size", "must be positive")
+	}
+	if c.Detector.Learn < 0 {
+		bad("detector.learn", "must not be negative")
+	}
+	if strings.ContainsAny(c.Detector.SubaddressSeparators, "@\" \t") {
+		bad("detector.subaddress_separators", "%q must not contain @, quotes or spaces", c.Detector.SubaddressSeparators)
 	}
 	for i, t := range c.Attribution.Tags {
 		if t.Name == "" || t.File == "" {

@@ -1,0 +1,785 @@
+package detector
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/store"
+)
+
+// Meta blob names in the store.
+const (
+	metaKeyFP     = "key_fingerprint"
+	metaState     = "detector_state"
+	metaIncidents = "incidents"
+)
+
+const (
+	ringLen      = 1440 // minutes in the long window
+	shortWindow  = 10
+	quietWindow  = 120
+	updateEvery  = 10 * time.Minute
+	keepResolved = 50
+	maxRun       = 200000 // bound on the excess candidates kept in memory
+)
+
+// Detector is the recipient state and surge statistics. Not safe for
+// concurrent use: one goroutine calls Observe, Tick and Close.
+type Detector struct {
+	o     Options
+	m     *metrics
+	log   *zap.Logger
+	space [8]byte
+
+	tab    map[uint64]store.Record
+	atRisk int
+	mature map[int64]int32 // hour index → never-spammed addresses maturing then
+	matHr  int64           // hours up to this one are processed
+
+	started   bool
+	clock     time.Time
+	st        persisted
+	batch     store.Batch
+	lastFl    time.Time
+	dirtyMeta bool
+
+	// current hour, for learning
+	hrIdx                  int64
+	hrCount, hrExp, hrFlat float64
+	hrDen                  float64
+	hrDict                 float64
+
+	// CUSUM
+	s      float64
+	run    []fsEvent
+	runExp float64
+	ring   [ringLen]bin
+	minIdx int64
+	longC  float64
+	longE  float64
+
+	dictGroups, prevDictGroups map[string]int
+	recentNew                  []newRcpt
+
+	open     map[string]*Incident
+	resolved []*Incident
+	lastUpd  map[string]time.Time
+	out      []Event
+	closer   io.Closer // the store, when Open made it
+}
+
+// persisted is the learned state kept across restarts (meta detector_state).
+type persisted struct {
+	Clock     time.Time   `json:"clock"`
+	WarmUntil time.Time   `json:"warm_until,omitzero"`
+	Warm      bool        `json:"warm"`
+	Num       float64     `json:"num"`
+	Den       float64     `json:"den"`
+	HourC     [24]float64 `json:"hour_c"`
+	HourE     [24]float64 `json:"hour_e"`
+	DowC      [7]float64  `json:"dow_c"`
+	DowE      [7]float64  `json:"dow_e"`
+	DictRate  float64     `json:"dict_rate"` // dictionary evidence per hour
+	Hours     int64       `json:"hours"`
+	Seq       int         `json:"seq"`
+}
+
+type bin struct {
+	c, e, d float64 // first spams, expected, dictionary evidence
+}
+
+type fsEvent struct {
+	t       time.Time
+	id      addr.ID
+	mi      *msgInfo
+	dormant bool
+}
+
+type newRcpt struct {
+	t  time.Time
+	id addr.ID
+}
+
+// New loads the recipient state for o.Key from o.Store and returns a
+// Detector. A store whose key fingerprint differs, or that holds no
+// recipients, starts in warm-up.
+func New(o Options) (*Detector, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	d := &Detector{
+		o:          o,
+		m:          newMetrics(o.Registerer),
+		log:        o.Logger.Named("detector"),
+		space:      o.Key.Fingerprint(),
+		tab:        map[uint64]store.Record{},
+		mature:     map[int64]int32{},
+		open:       map[string]*Incident{},
+		lastUpd:    map[string]time.Time{},
+		dictGroups: map[string]int{}, prevDictGroups: map[string]int{},
+	}
+	d.batch.Space = d.space
+	fp, err := o.Store.Meta(metaKeyFP)
+	if err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	}
+	keyChanged := fp != nil && string(fp) != string(d.space[:])
+	if raw, err := o.Store.Meta(metaState); err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	} else if raw != nil {
+		if err := json.Unmarshal(raw, &d.st); err != nil {
+			return nil, fmt.Errorf("detector: stored state is unreadable (%v): %w", err, store.ErrCorrupt)
+		}
+	}
+	if raw, err := o.Store.Meta(metaIncidents); err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	} else if raw != nil {
+		var ins []*Incident
+		if err := json.Unmarshal(raw, &ins); err != nil {
+			return nil, fmt.Errorf("detector: stored incidents are unreadable (%v): %w", err, store.ErrCorrupt)
+		}
+		for _, in := range ins {
+			in.restoreGroups()
+			if in.State == "open" && !keyChanged {
+				d.open[in.Kind] = in
+			} else {
+				d.resolved = append(d.resolved, in)
+			}
+		}
+	}
+	warmupMin := uint32(o.Warmup / time.Minute)
+	clockMin := minutes(d.st.Clock)
+	err = o.Store.Recipients(d.space, func(id [16]byte, r store.Record) error {
+		if r.FirstMail == 0 {
+			return fmt.Errorf("recipient without first mail: %w", store.ErrCorrupt)
+		}
+		d.tab[binary.LittleEndian.Uint64(id[:8])] = r
+		if r.FirstSpam == 0 {
+			// Same rule as established(): matured once its hour bucket
+			// is processed.
+			if h := int64(r.FirstMail+warmupMin+59) / 60; h <= int64(clockMin)/60 {
+				d.atRisk++
+			} else {
+				d.mature[h]++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("detector: loading recipients: %w", err)
+	}
+	d.matHr = int64(clockMin) / 60
+	switch {
+	case keyChanged:
+		d.log.Warn("address key changed: stored recipients belong to another key; warming up",
+			zap.String("stored_fingerprint", hex.EncodeToString(fp)), zap.String("key_fingerprint", hex.EncodeToString(d.space[:])))
+		d.st.Warm, d.st.WarmUntil = true, time.Time{}
+	case len(d.tab) == 0:
+		if !d.st.Warm {
+			d.log.Info("empty store: warming up")
+		}
+		d.st.Warm, d.st.WarmUntil = true, time.Time{}
+	}
+	if d.st.Den == 0 {
+		d.st.Num = o.PriorPerDay / 24 * o.PriorWeight
+		d.st.Den = o.PriorWeight
+	}
+	if fp == nil || keyChanged {
+		d.batch.PutMeta(metaKeyFP, d.space[:])
+		d.dirtyMeta = true
+	}
+	d.m.tracked.Set(float64(len(d.tab)))
+	d.m.atRisk.Set(float64(d.atRisk))
+	d.m.warmup.Set(b2f(d.st.Warm))
+	for k := range d.open {
+		d.m.active.WithLabelValues(k).Set(1)
+	}
+	d.log.Info("recipient state loaded", zap.Int("recipients", len(d.tab)), zap.Int("at_risk", d.atRisk), zap.Bool("warmup", d.st.Warm))
+	return d, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func minutes(t time.Time) uint32 {
+	if t.IsZero() || t.Unix() < 60 {
+		return 0
+	}
+	return uint32(t.Unix() / 60)
+}
+
+// AtRisk is the current number of at-risk addresses.
+func (d *Detector) AtRisk() int { return d.atRisk }
+
+// Tracked is the number of addresses with state.
+func (d *Detector) Tracked() int { return len(d.tab) }
+
+// WarmingUp reports whether incidents are suppressed.
+func (d *Detector) WarmingUp() bool { return d.st.Warm }
+
+// Incidents returns the open and recently resolved incidents, oldest first.
+func (d *Detector) Incidents() []Incident {
+	var out []Incident
+	for _, in := range d.resolved {
+		out = append(out, in.snapshot("", in.UpdatedAt).Incident)
+	}
+	for _, k := range kinds {
+		if in := d.open[k]; in != nil {
+			out = append(out, in.snapshot("", in.UpdatedAt).Incident)
+		}
+	}
+	return out
+}
+
+// Observe records one transaction and returns the incident events it
+// caused. Observations should come in time order; an older one is counted
+// at the detector's current time.
+func (d *Detector) Observe(o Observation) []Event {
+	d.out = nil
+	if o.Time.IsZero() {
+		d.m.errors.Inc()
+		return nil
+	}
+	t := o.Time.UTC()
+	if !d.started {
+		d.start(t)
+	}
+	if t.Before(d.clock) {
+		d.m.late.Inc()
+		t = d.clock
+	}
+	d.advance(t)
+	now := minutes(t)
+	var mi *msgInfo
+	info := func() *msgInfo {
+		if mi == nil {
+			mi = newMsgInfo(&o)
+		}
+		return mi
+	}
+	dict := 0
+	for _, raw := range o.Rcpt {
+		norm, _, err := d.o.Normalizer.Normalize(raw)
+		if err != nil {
+			d.m.invalid.Inc()
+			continue
+		}
+		id := d.o.Key.Hash(norm)
+		k := binary.LittleEndian.Uint64(id[:8])
+		r, known := d.tab[k]
+		if !known {
+			r = store.Record{FirstMail: now, LastMail: now}
+			if o.Spam {
+				r.FirstSpam = now
+				dict++
+				d.recentNew = append(d.recentNew, newRcpt{t, id})
+				if len(d.recentNew) > 20000 {
+					d.recentNew = append(d.recentNew[:0], d.recentNew[10000:]...)
+				}
+			} else {
+				d.mature[int64(now+uint32(d.o.Warmup/time.Minute)+59)/60]++
+			}
+			d.tab[k] = r
+			d.dirty(id, r)
+			continue
+		}
+		changed := false
+		if o.Spam && r.FirstSpam == 0 {
+			r.FirstSpam = now
+			changed = true
+			if d.established(r) {
+				dormant := t.Sub(time.Unix(int64(r.LastMail)*60, 0)) >= d.o.Dormant
+				d.firstSpam(t, id, info(), dormant)
+			} else {
+				// Spammed before it matured: it never becomes at risk.
+				h := int64(r.FirstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
+				if h > d.matHr {
+					d.mature[h]--
+				}
+			}
+		}
+		if now > r.LastMail {
+			if now/1440 != r.LastMail/1440 {
+				changed = true
+			}
+			r.LastMail = now
+		}
+		d.tab[k] = r
+		if changed {
+			d.dirty(id, r)
+		}
+	}
+	if o.Spam {
+		dict += len(o.Rejected)
+		if dict > 0 {
+			d.dictEvidence(t, info(), dict)
+		}
+	}
+	d.m.tracked.Set(float64(len(d.tab)))
+	d.maybeFlush(t, false)
+	return d.out
+}
+
+// established reports whether the address had matured by the detector's
+// hour accounting (its maturation bucket is processed), which keeps the
+// at-risk count and the first-spam decision consistent.
+func (d *Detector) established(r store.Record) bool {
+	h := int64(r.FirstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
+	return h <= d.matHr
+}
+
+// Tick advances the clock without an observation: it resolves incidents,
+// learns, and flushes pending state. Call it about once a second in live
+// mode, from the goroutine that calls Observe.
+func (d *Detector) Tick(now time.Time) []Event {
+	d.out = nil
+	if !d.started || now.Before(d.clock) {
+		return nil
+	}
+	d.advance(now.UTC())
+	d.maybeFlush(now, false)
+	return d.out
+}
+
+// Close writes all pending state durably (and closes the store if Open
+// opened it). The Detector must not be used afterwards.
+func (d *Detector) Close() error {
+	d.dirtyMeta = d.started || d.dirtyMeta
+	err := d.maybeFlush(d.clock, true)
+	if d.closer != nil {
+		if cerr := d.closer.Close(); err == nil {
+			err = cerr
+		}
+		d.closer = nil
+	}
+	return err
+}
+
+func (d *Detector) start(t time.Time) {
+	d.started = true
+	if d.st.Clock.After(t) {
+		// A restart with a clock behind the stored one (replayed
+		// history ahead of real time): keep the stored clock.
+		t = d.st.Clock
+	}
+	if d.st.Warm && d.st.WarmUntil.IsZero() {
+		d.st.WarmUntil = t.Add(d.o.Warmup + d.o.Learn)
+		d.dirtyMeta = true
+	}
+	if d.st.Clock.IsZero() {
+		d.st.Clock = t
+	}
+	d.clock = d.st.Clock
+	d.minIdx = d.clock.Unix() / 60
+	d.hrIdx = d.clock.Unix() / 3600
+	d.lastFl = t
+}
+
+func (d *Detector) dirty(id addr.ID, r store.Record) {
+	d.batch.Recs = append(d.batch.Recs, store.Entry{ID: id, Rec: r})
+}
+
+func (d *Detector) maybeFlush(t time.Time, force bool) error {
+	if !force && len(d.batch.Recs) < d.o.FlushMax && t.Sub(d.lastFl) < d.o.FlushEvery {
+		return nil
+	}
+	d.lastFl = t
+	if len(d.batch.Recs) == 0 && !d.dirtyMeta {
+		return nil
+	}
+	if d.dirtyMeta {
+		d.st.Clock = d.clock
+		b, _ := json.Marshal(&d.st)
+		d.batch.PutMeta(metaState, b)
+		all := append([]*Incident(nil), d.resolved...)
+		for _, k := range kinds {
+			if in := d.open[k]; in != nil {
+				in.summarise()
+				all = append(all, in)
+			}
+		}
+		b, _ = json.Marshal(all)
+		d.batch.PutMeta(metaIncidents, b)
+	}
+	if err := d.o.Store.Commit(&d.batch, true); err != nil {
+		// Keep the batch: the next flush retries it.
+		d.m.errors.Inc()
+		d.log.Error("store commit failed", zap.Error(err), zap.Int("pending", len(d.batch.Recs)))
+		return err
+	}
+	d.m.flushes.Inc()
+	d.batch.Reset()
+	d.dirtyMeta = false
+	return nil
+}
+
+// rate is the expected first-spam rate per at-risk address-hour at t.
+func (d *Detector) rate(t time.Time) float64 {
+	if d.o.RateOverride != nil {
+		return d.o.RateOverride(t)
+	}
+	return d.st.Num / d.st.Den * d.season(t)
+}
+
+const seasonShrink = 20
+
+func (d *Detector) season(t time.Time) float64 {
+	h, w := t.Hour(), int(t.Weekday())
+	fh := (d.st.HourC[h] + seasonShrink) / (d.st.HourE[h] + seasonShrink)
+	fw := (d.st.DowC[w] + seasonShrink) / (d.st.DowE[w] + seasonShrink)
+	return fh * fw
+}
+
+// advance moves the clock to t minute by minute: CUSUM drift, window
+// sums, maturation, learning, resolution.
+func (d *Detector) advance(t time.Time) {
+	for d.clock.Before(t) {
+		next := d.clock.Truncate(time.Minute).Add(time.Minute)
+		if next.After(t) {
+			next = t
+		}
+		dt := next.Sub(d.clock).Hours()
+		s := d.season(d.clock)
+		r := d.st.Num / d.st.Den * s
+		if d.o.RateOverride != nil {
+			r = d.o.RateOverride(d.clock)
+		}
+		n := float64(d.atRisk)
+		e := r * n * dt
+		d.hrExp += e
+		d.hrFlat += e / s
+		d.hrDen += n * s * dt
+		d.runExp += e
+		d.ring[d.minIdx%ringLen].e += e
+		d.longE += e
+		for _, in := range d.open {
+			if in.Trigger != "dictionary_burst" {
+				in.Expected += e
+			}
+		}
+		if d.s > 0 {
+			d.s -= (d.o.Rho - 1) * e
+			if d.s <= 0 {
+				d.s, d.run, d.runExp = 0, d.run[:0], 0
+			}
+		}
+		d.clock = next
+		if m := next.Unix() / 60; m != d.minIdx {
+			d.onMinute(next, m)
+		}
+	}
+	d.m.score.Set(d.s / d.o.Threshold)
+	d.m.expected.Set(d.rate(d.clock) * float64(d.atRisk))
+}
+
+func (d *Detector) onMinute(t time.Time, m int64) {
+	if m-d.minIdx > ringLen {
+		d.ring = [ringLen]bin{}
+		d.longC, d.longE = 0, 0
+		d.minIdx = m - 1
+	}
+	for d.minIdx < m {
+		d.minIdx++
+		old := &d.ring[d.minIdx%ringLen]
+		d.longC -= old.c
+		d.longE -= old.e
+		*old = bin{}
+	}
+	if h := m / 60; h != d.hrIdx {
+		d.onHour(t, h)
+	}
+	d.checkResolve(t)
+}
+
+func (d *Detector) onHour(t time.Time, h int64) {
+	// Learn the finished hour unless an incident is open.
+	if len(d.open) == 0 {
+		dec := math.Pow(0.5, 1/d.o.HalfLife.Hours())
+		decS := math.Pow(0.5, 1/(28*24.0))
+		e := d.hrExp
+		c := math.Min(d.hrCount, e+3*math.Sqrt(e)+2)
+		d.st.Num = d.st.Num*dec + c
+		d.st.Den = d.st.Den*dec + d.hrDen
+		prev := time.Unix(d.hrIdx*3600, 0).UTC()
+		hh, ww := prev.Hour(), int(prev.Weekday())
+		for i := range d.st.HourC {
+			d.st.HourC[i] *= decS
+			d.st.HourE[i] *= decS
+		}
+		for i := range d.st.DowC {
+			d.st.DowC[i] *= decS
+			d.st.DowE[i] *= decS
+		}
+		d.st.HourC[hh] += c
+		d.st.HourE[hh] += d.hrFlat
+		d.st.DowC[ww] += c
+		d.st.DowE[ww] += d.hrFlat
+		dc := math.Min(d.hrDict, 3*d.st.DictRate+10)
+		d.st.DictRate = d.st.DictRate*dec + dc*(1-dec)
+		d.st.Hours++
+	}
+	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
+	d.hrIdx = h
+	d.prevDictGroups, d.dictGroups = d.dictGroups, d.prevDictGroups
+	clear(d.dictGroups)
+	// Maturation.
+	if h-d.matHr > int64(len(d.mature))+1 {
+		for k, n := range d.mature {
+			if k <= h {
+				d.atRisk += int(n)
+				delete(d.mature, k)
+			}
+		}
+	} else {
+		for k := d.matHr + 1; k <= h; k++ {
+			if n, ok := d.mature[k]; ok {
+				d.atRisk += int(n)
+				delete(d.mature, k)
+			}
+		}
+	}
+	d.matHr = h
+	d.m.atRisk.Set(float64(d.atRisk))
+	if d.st.Warm && !d.st.WarmUntil.IsZero() && !t.Before(d.st.WarmUntil) {
+		d.st.Warm = false
+		d.m.warmup.Set(0)
+		// Windows filled under the early baseline are not evidence.
+		d.ring = [ringLen]bin{}
+		d.longC, d.longE = 0, 0
+		d.log.Info("warm-up over", zap.Int("at_risk", d.atRisk))
+	}
+	d.dirtyMeta = true
+}
+
+// firstSpam handles the first spam of an at-risk address.
+func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, dormant bool) {
+	d.atRisk--
+	d.m.atRisk.Set(float64(d.atRisk))
+	d.m.firstSpam.Inc()
+	if d.o.Trace != nil {
+		d.o.Trace(t, id, d.atRisk)
+	}
+	d.hrCount++
+	d.ring[d.minIdx%ringLen].c++
+	d.longC++
+	if d.st.Warm {
+		// Learning only: an excess during warm-up must not carry
+		// into the first minutes after it.
+		return
+	}
+	d.s += math.Log(d.o.Rho)
+	if len(d.run) < maxRun {
+		d.run = append(d.run, fsEvent{t, id, mi, dormant})
+	}
+	if in := d.open[KindSurge]; in != nil {
+		d.grow(in, t, id, mi, dormant)
+		return
+	}
+	if in := d.open[KindDictionary]; in != nil && in.Trigger != "dictionary_burst" {
+		d.grow(in, t, id, mi, dormant)
+		return
+	}
+	d.checkOpen(t)
+}
+
+func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dormant bool) {
+	in.add(id, mi, dormant)
+	in.Observed++
+	in.UpdatedAt = t
+	if sc := d.s / d.o.Threshold; sc > in.Score {
+		in.Score = sc
+	}
+	if t.Sub(d.lastUpd[in.Kind]) >= updateEvery {
+		d.lastUpd[in.Kind] = t
+		d.out = append(d.out, in.snapshot("updated", t))
+		d.dirtyMeta = true
+	}
+}
+
+// chernoff is the Poisson tail statistic: -ln P(X ≥ x) ≥ this for mean m.
+func chernoff(x, m float64) float64 {
+	if x <= m {
+		return 0
+	}
+	if m <= 0 {
+		m = 1e-9
+	}
+	return x*math.Log(x/m) - x + m
+}
+
+func (d *Detector) window(n int) (c, e float64) {
+	for i := int64(0); i < int64(n); i++ {
+		b := d.ring[(d.minIdx-i+ringLen*4)%ringLen]
+		c += b.c
+		e += b.e
+	}
+	return
+}
+
+func (d *Detector) checkOpen(t time.Time) {
+	if d.st.Warm || len(d.run) == 0 {
+		return
+	}
+	obs := float64(len(d.run))
+	trigger, score := "", 0.0
+	if d.s >= d.o.Threshold && obs-d.runExp >= d.o.MinExcess {
+		trigger, score = "cusum", d.s/d.o.Threshold
+	} else if c, e := d.window(shortWindow); c-e >= d.o.MinExcess && chernoff(c, e) >= d.o.WindowThreshold {
+		trigger, score = "window_10m", chernoff(c, e)/d.o.WindowThreshold
+	} else if d.longC-d.longE >= d.o.MinExcess && chernoff(d.longC, d.longE) >= d.o.WindowThreshold {
+		trigger, score = "window_24h", chernoff(d.longC, d.longE)/d.o.WindowThreshold
+	}
+	if trigger == "" {
+		return
+	}
+	// Dictionary or leak? Compare the dictionary evidence of the
+	// campaigns behind the excess with its first spams.
+	seen := map[string]bool{}
+	ev := 0
+	for _, f := range d.run {
+		if k := f.mi.dictKey; !seen[k] {
+			seen[k] = true
+			ev += d.dictGroups[k] + d.prevDictGroups[k]
+		}
+	}
+	kind := KindSurge
+	if float64(ev) >= obs {
+		kind = KindDictionary
+	}
+	if d.open[kind] != nil {
+		return
+	}
+	d.st.Seq++
+	in := &Incident{
+		ID:                 fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), kind, d.st.Seq),
+		Kind:               kind,
+		State:              "open",
+		StartedAt:          d.run[0].t,
+		OpenedAt:           t,
+		UpdatedAt:          t,
+		Trigger:            trigger,
+		Expected:           d.runExp,
+		Score:              score,
+		DictionaryEvidence: ev,
+	}
+	for _, f := range d.run {
+		in.add(f.id, f.mi, f.dormant)
+	}
+	in.Observed = obs
+	d.open[kind] = in
+	d.lastUpd[kind] = t
+	d.m.active.WithLabelValues(kind).Set(1)
+	d.m.incidents.WithLabelValues(kind).Inc()
+	d.dirtyMeta = true
+	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", kind), zap.String("trigger", trigger),
+		zap.Int("recipients", in.Recipients), zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
+	d.out = append(d.out, in.snapshot("opened", t))
+}
+
+func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
+	d.m.dictionary.Add(float64(n))
+	d.dictGroups[mi.dictKey] += n
+	d.hrDict += float64(n)
+	d.ring[d.minIdx%ringLen].d += float64(n)
+	if d.st.Warm || d.open[KindDictionary] != nil {
+		if in := d.open[KindDictionary]; in != nil {
+			in.DictionaryEvidence += n
+			if in.Trigger == "dictionary_burst" {
+				in.Observed += float64(n)
+			}
+		}
+		return
+	}
+	var c float64
+	for i := int64(0); i < shortWindow; i++ {
+		c += d.ring[(d.minIdx-i+ringLen*4)%ringLen].d
+	}
+	e := d.st.DictRate * shortWindow / 60
+	if c < d.o.DictMin || c < 10*e {
+		return
+	}
+	d.st.Seq++
+	in := &Incident{
+		ID:                 fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), KindDictionary, d.st.Seq),
+		Kind:               KindDictionary,
+		State:              "open",
+		StartedAt:          t.Add(-shortWindow * time.Minute),
+		OpenedAt:           t,
+		UpdatedAt:          t,
+		Trigger:            "dictionary_burst",
+		Observed:           c,
+		Expected:           e,
+		Score:              c / math.Max(d.o.DictMin, 10*e),
+		DictionaryEvidence: int(c),
+	}
+	cut := t.Add(-shortWindow * time.Minute)
+	for _, r := range d.recentNew {
+		if !r.t.Before(cut) {
+			if in.StartedAt.After(r.t) || in.Recipients == 0 {
+				in.StartedAt = r.t
+			}
+			in.add(r.id, mi, false)
+		}
+	}
+	d.open[KindDictionary] = in
+	d.lastUpd[KindDictionary] = t
+	d.m.active.WithLabelValues(KindDictionary).Set(1)
+	d.m.incidents.WithLabelValues(KindDictionary).Inc()
+	d.dirtyMeta = true
+	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", KindDictionary), zap.String("trigger", in.Trigger),
+		zap.Float64("evidence", c))
+	d.out = append(d.out, in.snapshot("opened", t))
+}
+
+// checkResolve closes incidents after a quiet period (hysteresis: opening
+// needs a strong excess, closing only the absence of one).
+func (d *Detector) checkResolve(t time.Time) {
+	for _, k := range kinds {
+		in := d.open[k]
+		if in == nil || t.Sub(in.OpenedAt) < quietWindow*time.Minute {
+			continue
+		}
+		var quiet bool
+		if in.Trigger == "dictionary_burst" {
+			var c float64
+			for i := int64(0); i < 60; i++ {
+				c += d.ring[(d.minIdx-i+ringLen*4)%ringLen].d
+			}
+			quiet = c < d.o.DictMin/2 && c < 5*d.st.DictRate
+		} else {
+			c, e := d.window(quietWindow)
+			quiet = c <= 1.5*e+3
+		}
+		if !quiet {
+			continue
+		}
+		at := t
+		in.State = "resolved"
+		in.ResolvedAt = &at
+		in.UpdatedAt = t
+		delete(d.open, k)
+		d.m.active.WithLabelValues(k).Set(0)
+		d.resolved = append(d.resolved, in)
+		if len(d.resolved) > keepResolved {
+			d.resolved = d.resolved[len(d.resolved)-keepResolved:]
+		}
+		if in.Trigger != "dictionary_burst" {
+			d.s, d.run, d.runExp = 0, d.run[:0], 0
+		}
+		d.dirtyMeta = true
+		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", k), zap.Int("recipients", in.Recipients))
+		d.out = append(d.out, in.snapshot("resolved", t))
+	}
+}

@@ -1,0 +1,25 @@
+package detector
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func grepDir(t *testing.T, dir, s string) bool {
+	t.Helper()
+	hit := false
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(s)) {
+			hit = true
+		}
+		return nil
+	})
+	return hit
+}

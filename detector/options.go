@@ -1,0 +1,103 @@
+package detector
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/store"
+)
+
+// Store is the durable state the detector needs (store.Pebble,
+// store.Memory, later Redis).
+type Store interface {
+	// Recipients calls fn for every recipient record in the key space.
+	Recipients(space [8]byte, fn func(id [16]byte, r store.Record) error) error
+	// Meta returns a named blob, nil if absent.
+	Meta(name string) ([]byte, error)
+	// Commit writes b atomically, durably when sync is set.
+	Commit(b *store.Batch, sync bool) error
+}
+
+// Options configure a Detector. The zero value of every field but Key and
+// Store is replaced by its default.
+type Options struct {
+	Key   *addr.Key // required: keys address hashes
+	Store Store     // required
+	// Registerer receives the metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	Logger     *zap.Logger
+
+	Normalizer addr.Normalizer
+	Warmup     time.Duration // default 168h: established after this
+	Dormant    time.Duration // default 30 days
+	Learn      time.Duration // default 72h of learning after Warmup on a new store
+	FlushEvery time.Duration // default 1s: the crash loss window
+	FlushMax   int           // default 1000 transitions per batch
+
+	// Statistics; see the package doc.
+	HalfLife        time.Duration // default 72h
+	PriorPerDay     float64       // default 0.001 first spams per at-risk address per day
+	PriorWeight     float64       // default 24,000 address-hours
+	Rho             float64       // default 3
+	Threshold       float64       // default 12
+	WindowThreshold float64       // default 14
+	MinExcess       float64       // default 15 events
+	// DictMin is the number of dictionary-evidence recipients in 10 minutes
+	// that, at 10× their usual level, opens a dictionary incident (default 200).
+	DictMin float64
+
+	// RateOverride, when set, replaces the learned expected rate (first
+	// spams per at-risk address-hour at t): the oracle of bench/detection.
+	RateOverride func(t time.Time) float64
+	// Trace, when set, sees every first spam of an at-risk address.
+	Trace func(t time.Time, id addr.ID, atRisk int)
+}
+
+func (o *Options) fill() error {
+	if o.Key == nil {
+		return fmt.Errorf("detector: no address key")
+	}
+	if o.Store == nil {
+		return fmt.Errorf("detector: no store")
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	deff := func(f *float64, v float64) {
+		if *f <= 0 {
+			*f = v
+		}
+	}
+	def(&o.Warmup, 168*time.Hour)
+	def(&o.Dormant, 30*24*time.Hour)
+	if o.Learn < 0 {
+		o.Learn = 0
+	} else if o.Learn == 0 {
+		o.Learn = 72 * time.Hour
+	}
+	def(&o.FlushEvery, time.Second)
+	if o.FlushMax <= 0 {
+		o.FlushMax = 1000
+	}
+	def(&o.HalfLife, 72*time.Hour)
+	deff(&o.PriorPerDay, 0.001)
+	deff(&o.PriorWeight, 24000)
+	deff(&o.Rho, 3)
+	deff(&o.Threshold, 12)
+	deff(&o.WindowThreshold, 14)
+	deff(&o.MinExcess, 15)
+	deff(&o.DictMin, 200)
+	if o.Rho <= 1 {
+		return fmt.Errorf("detector: rho %v must exceed 1", o.Rho)
+	}
+	return nil
+}
