@@ -26,9 +26,10 @@ type session struct {
 	log    *zap.Logger
 	client string // client IP, for observations (never logged with addresses)
 
-	mu    sync.Mutex // guards inTx against the shutdown watcher
-	inTx  bool
-	ended bool
+	mu     sync.Mutex // guards inTx and kickAt against the shutdown watcher
+	inTx   bool
+	ended  bool
+	kickAt time.Time
 
 	ds *downstream
 
@@ -58,10 +59,22 @@ func (s *session) idle() bool {
 	return !s.inTx
 }
 
-// kick makes go-smtp's next (or current) command read fail at once, so
-// it answers 421 and closes the connection itself, from its own goroutine.
+// kickGrace lets a client that is already sending QUIT (or its next
+// command) be answered before a draining session is closed.
+const kickGrace = 500 * time.Millisecond
+
+// kick makes go-smtp's next command read fail after a short grace, so it
+// answers 421 and closes the connection itself, from its own goroutine.
+// The deadline is fixed at the first kick: go-smtp re-arms its own read
+// deadline before each command, so the shutdown loop kicks repeatedly.
 func (s *session) kick() {
-	s.conn.Conn().SetReadDeadline(time.Now())
+	s.mu.Lock()
+	if s.kickAt.IsZero() {
+		s.kickAt = time.Now().Add(kickGrace)
+	}
+	at := s.kickAt
+	s.mu.Unlock()
+	s.conn.Conn().SetReadDeadline(at)
 }
 
 // Reset is called on RSET, a new EHLO, after DATA/BDAT and at STARTTLS.
