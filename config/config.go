@@ -185,7 +185,7 @@ func Default() Config {
 			MaxMessageBytes: 50 << 20,
 			MaxRecipients:   1000,
 			MaxConnections:  1000,
-			MaxLineLength:   2000,
+			MaxLineLength:   64 << 10,
 			AllowFrom:       []string{"127.0.0.0/8", "::1/128"},
 			BareNewline:     "normalize",
 			ReadTimeout:     Duration(5 * time.Minute),

@@ -408,8 +408,6 @@ func eventually(t *testing.T, what string, f func() bool) {
 	}
 }
 
-
-
 func (c *client) ehloKeywordsAfterGreeting(verb string) []string {
 	c.t.Helper()
 	c.expect("", "220 ")
