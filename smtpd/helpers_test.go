@@ -32,7 +32,6 @@ type hopTxn struct {
 // fakeHop is a scripted next hop speaking raw SMTP or LMTP, recording
 // exactly what arrives on the wire. Behaviour hooks decide its replies.
 type fakeHop struct {
-	t    *testing.T
 	ln   net.Listener
 	lmtp bool
 	tls  *tls.Config
@@ -51,13 +50,30 @@ type fakeHop struct {
 
 func newFakeHop(t *testing.T, lmtp bool) *fakeHop {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	done := make(chan struct{})
+	h, err := startFakeHop(lmtp, done)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &fakeHop{t: t, ln: ln, lmtp: lmtp, ext: []string{"PIPELINING", "8BITMIME", "SIZE 10240000", "ENHANCEDSTATUSCODES", "DSN", "SMTPUTF8", "XFORWARD NAME ADDR PROTO HELO"}}
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done); ln.Close() })
+	t.Cleanup(func() { close(done); h.ln.Close() })
+	return h
+}
+
+// newFuzzHop is a fake hop that lives as long as the process.
+func newFuzzHop() *fakeHop {
+	h, err := startFakeHop(false, make(chan struct{}))
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+func startFakeHop(lmtp bool, done chan struct{}) (*fakeHop, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	h := &fakeHop{ln: ln, lmtp: lmtp, ext: []string{"PIPELINING", "8BITMIME", "SIZE 10240000", "ENHANCEDSTATUSCODES", "DSN", "SMTPUTF8", "XFORWARD NAME ADDR PROTO HELO"}}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -70,7 +86,7 @@ func newFakeHop(t *testing.T, lmtp bool) *fakeHop {
 			go h.serve(c, done)
 		}
 	}()
-	return h
+	return h, nil
 }
 
 func (h *fakeHop) addr() string { return h.ln.Addr().String() }
@@ -310,6 +326,23 @@ func newTestProxy(t *testing.T, hopAddr string, mod func(*Options)) *testProxy {
 		}
 	})
 	return p
+}
+
+// newFuzzProxy is a proxy that lives as long as the process.
+func newFuzzProxy(hopAddr string) *testProxy {
+	s, err := New(Options{
+		Listen: "127.0.0.1:0", Hostname: "proxy.test", MaxMessageBytes: 1 << 20,
+		ReadTimeout: 2 * time.Second, MaxConnections: 10000,
+		Downstream: DownstreamOptions{Address: hopAddr, ConnectTimeout: time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second},
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := s.Listen(); err != nil {
+		panic(err)
+	}
+	go s.Serve(context.Background())
+	return &testProxy{Server: s, addr: s.Addr().String()}
 }
 
 // client is a raw wire client for transcript tests.
