@@ -27,6 +27,7 @@ type hopTxn struct {
 	Data     []byte
 	Complete bool
 	XForward []string
+	TLS      bool // the transaction ran inside STARTTLS
 }
 
 // fakeHop is a scripted next hop speaking raw SMTP or LMTP, recording
@@ -94,8 +95,15 @@ func (h *fakeHop) addr() string { return h.ln.Addr().String() }
 func (h *fakeHop) transactions() []*hopTxn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// Copies: the hop goroutine goes on writing to its own.
 	out := make([]*hopTxn, len(h.txns))
-	copy(out, h.txns)
+	for i, tx := range h.txns {
+		c := *tx
+		c.Rcpts = append([]string(nil), tx.Rcpts...)
+		c.Data = append([]byte(nil), tx.Data...)
+		c.XForward = append([]string(nil), tx.XForward...)
+		out[i] = &c
+	}
 	return out
 }
 
@@ -110,10 +118,37 @@ func (h *fakeHop) completed() []*hopTxn {
 }
 
 func (h *fakeHop) override(cmd, arg string, idx int) string {
-	if h.reply == nil {
+	h.mu.Lock()
+	f := h.reply
+	h.mu.Unlock()
+	if f == nil {
 		return ""
 	}
-	return h.reply(cmd, arg, idx)
+	return f(cmd, arg, idx)
+}
+
+func (h *fakeHop) setReply(f func(cmd, arg string, idx int) string) {
+	h.mu.Lock()
+	h.reply = f
+	h.mu.Unlock()
+}
+
+func (h *fakeHop) setExt(ext []string) {
+	h.mu.Lock()
+	h.ext = ext
+	h.mu.Unlock()
+}
+
+func (h *fakeHop) setTLS(c *tls.Config) {
+	h.mu.Lock()
+	h.tls = c
+	h.mu.Unlock()
+}
+
+func (h *fakeHop) config() ([]string, *tls.Config) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ext, h.tls
 }
 
 func (h *fakeHop) serve(c net.Conn, done chan struct{}) {
@@ -153,11 +188,12 @@ func (h *fakeHop) serve(c net.Conn, done chan struct{}) {
 		switch verb {
 		case "EHLO", "LHLO":
 			if rep == "" {
+				ext, tlsCfg := h.config()
 				lines := []string{"250-fakehop"}
-				for _, e := range h.ext {
+				for _, e := range ext {
 					lines = append(lines, "250-"+e)
 				}
-				if h.tls != nil {
+				if tlsCfg != nil {
 					if _, ok := c.(*tls.Conn); !ok {
 						lines = append(lines, "250-STARTTLS")
 					}
@@ -166,12 +202,13 @@ func (h *fakeHop) serve(c net.Conn, done chan struct{}) {
 				rep = strings.Join(lines, "\r\n")
 			}
 		case "STARTTLS":
-			if h.tls == nil {
+			_, tlsCfg := h.config()
+			if tlsCfg == nil {
 				rep = orDefault(rep, "502 5.5.1 no TLS")
 				break
 			}
 			say("220 2.0.0 go ahead")
-			tc := tls.Server(c, h.tls)
+			tc := tls.Server(c, tlsCfg)
 			if tc.Handshake() != nil {
 				return
 			}
@@ -184,7 +221,8 @@ func (h *fakeHop) serve(c net.Conn, done chan struct{}) {
 			rep = orDefault(rep, "250 2.0.0 Ok")
 		case "MAIL":
 			if rep == "" || rep[0] == '2' {
-				tx = &hopTxn{Mail: arg, XForward: pendingXF}
+				_, isTLS := c.(*tls.Conn)
+				tx = &hopTxn{Mail: arg, XForward: pendingXF, TLS: isTLS}
 				pendingXF = nil
 				h.mu.Lock()
 				h.txns = append(h.txns, tx)
@@ -293,6 +331,7 @@ func newTestProxy(t *testing.T, hopAddr string, mod func(*Options)) *testProxy {
 	o := Options{
 		Listen:     "127.0.0.1:0",
 		Hostname:   "proxy.test",
+		XForward:   true, // every transcript test also exercises xfConn
 		Registerer: reg,
 		Sink:       rec,
 		Downstream: DownstreamOptions{
@@ -332,7 +371,7 @@ func newTestProxy(t *testing.T, hopAddr string, mod func(*Options)) *testProxy {
 func newFuzzProxy(hopAddr string) *testProxy {
 	s, err := New(Options{
 		Listen: "127.0.0.1:0", Hostname: "proxy.test", MaxMessageBytes: 1 << 20,
-		ReadTimeout: 2 * time.Second, MaxConnections: 10000,
+		ReadTimeout: 2 * time.Second, MaxConnections: 10000, XForward: true,
 		Downstream: DownstreamOptions{Address: hopAddr, ConnectTimeout: time.Second, CommandTimeout: 2 * time.Second, DataTimeout: 2 * time.Second},
 	})
 	if err != nil {

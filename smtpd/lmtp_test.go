@@ -8,7 +8,7 @@ import (
 // perRecipient makes an LMTP hop answer the final dot per recipient:
 // recipients containing "over" get 452, "gone" get 550, others 250.
 func perRecipient(hop *fakeHop) {
-	hop.reply = func(cmd, _ string, idx int) string {
+	hop.setReply(func(cmd, _ string, idx int) string {
 		if cmd != "." {
 			return ""
 		}
@@ -21,7 +21,7 @@ func perRecipient(hop *fakeHop) {
 			return "550 5.1.1 " + rcpt + " Mailbox removed"
 		}
 		return "250 2.0.0 " + rcpt + " Saved"
-	}
+	})
 }
 
 func sendTxn(c *client, rcpts ...string) {
@@ -88,12 +88,12 @@ func TestSMTPToLMTPFoldsReplies(t *testing.T) {
 
 func TestLMTPHopVanishingMidReplies(t *testing.T) {
 	hop := newFakeHop(t, true)
-	hop.reply = func(cmd, _ string, idx int) string {
+	hop.setReply(func(cmd, _ string, idx int) string {
 		if cmd == "." && idx == 1 {
 			return "HANGUP"
 		}
 		return ""
-	}
+	})
 	p := newTestProxy(t, hop.addr(), func(o *Options) { o.LMTP = true; o.Downstream.LMTP = true })
 	c := dial(t, p.addr)
 	c.hello("LHLO")

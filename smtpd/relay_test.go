@@ -45,7 +45,7 @@ func TestRelayPassesBodyAndRepliesThrough(t *testing.T) {
 
 func TestRcptAndMailRepliesPassThrough(t *testing.T) {
 	hop := newFakeHop(t, false)
-	hop.reply = func(cmd, arg string, _ int) string {
+	hop.setReply(func(cmd, arg string, _ int) string {
 		switch {
 		case cmd == "RCPT" && strings.Contains(arg, "ghost"):
 			return "550 5.1.1 <ghost@isp.example>: Recipient address rejected: User unknown"
@@ -55,7 +55,7 @@ func TestRcptAndMailRepliesPassThrough(t *testing.T) {
 			return "553 5.7.1 Sender blocked"
 		}
 		return ""
-	}
+	})
 	p := newTestProxy(t, hop.addr(), nil)
 	c := dial(t, p.addr)
 	c.hello("EHLO")
@@ -85,12 +85,12 @@ func TestFinalRepliesPassThrough(t *testing.T) {
 	for _, final := range []string{"554 5.7.1 Message rejected as spam", "452 4.3.1 Insufficient system storage"} {
 		t.Run(final[:3], func(t *testing.T) {
 			hop := newFakeHop(t, false)
-			hop.reply = func(cmd, _ string, _ int) string {
+			hop.setReply(func(cmd, _ string, _ int) string {
 				if cmd == "." {
 					return final
 				}
 				return ""
-			}
+			})
 			p := newTestProxy(t, hop.addr(), nil)
 			c := dial(t, p.addr)
 			c.hello("EHLO")
@@ -145,12 +145,12 @@ func TestDownstreamFaultsAreTemporary(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			hop := newFakeHop(t, false)
-			hop.reply = func(cmd, _ string, _ int) string {
+			hop.setReply(func(cmd, _ string, _ int) string {
 				if cmd == tc.at {
 					return tc.how
 				}
 				return ""
-			}
+			})
 			p := newTestProxy(t, hop.addr(), func(o *Options) {
 				o.Downstream.DataTimeout = 300 * time.Millisecond
 				o.Downstream.CommandTimeout = 300 * time.Millisecond
@@ -182,7 +182,7 @@ func TestDownstreamFaultsAreTemporary(t *testing.T) {
 				t.Fatalf("got %q: our faults must be 4xx", got)
 			}
 			// A new transaction on the same session works again.
-			hop.reply = nil
+			hop.setReply(nil)
 			c.expect("MAIL FROM:<a@example.org>", "250 ")
 		})
 	}
@@ -285,7 +285,7 @@ func TestLimits(t *testing.T) {
 
 func TestSizeAdvertisedIsTheHopsWhenSmaller(t *testing.T) {
 	hop := newFakeHop(t, false)
-	hop.ext = []string{"PIPELINING", "SIZE 1000", "8BITMIME"}
+	hop.setExt([]string{"PIPELINING", "SIZE 1000", "8BITMIME"})
 	p := newTestProxy(t, hop.addr(), nil)
 	c := dial(t, p.addr)
 	kws := c.ehloKeywordsAfterGreeting("EHLO")
@@ -389,12 +389,12 @@ func TestMaxConnectionsAndAllowFrom(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	hop := newFakeHop(t, false)
 	release := make(chan struct{})
-	hop.reply = func(cmd, _ string, _ int) string {
+	hop.setReply(func(cmd, _ string, _ int) string {
 		if cmd == "." {
 			<-release // hold the final reply until shutdown has begun
 		}
 		return ""
-	}
+	})
 	p := newTestProxy(t, hop.addr(), nil)
 	busy := dial(t, p.addr)
 	busy.hello("EHLO")

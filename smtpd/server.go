@@ -132,6 +132,7 @@ type Server struct {
 	smtp       *smtp.Server
 
 	ln       net.Listener
+	xforward bool // offer XFORWARD to clients (the next hop takes it)
 	drain    atomic.Bool
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -181,20 +182,20 @@ func (s *Server) Listen() error {
 // from Server fields read at every EHLO, so they are fixed before serving;
 // when the next hop cannot be reached at start, the conservative set is
 // used until restart and a warning says so.
-func (s *Server) probe(ctx context.Context) (size int64, utf8, dsn, requiretls bool) {
+func (s *Server) probe(ctx context.Context) (size int64, utf8, dsn, requiretls, xforward bool) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Downstream.ConnectTimeout)
 	defer cancel()
 	ds, err := dialDownstream(ctx, s.opts.Downstream)
 	if err != nil {
 		s.log.Warn("next hop unreachable at start; advertising only PIPELINING, 8BITMIME, SIZE until restart", zap.String("address", s.opts.Downstream.Address), zap.Error(err))
-		return s.opts.MaxMessageBytes, false, false, false
+		return s.opts.MaxMessageBytes, false, false, false, false
 	}
 	defer ds.quit()
 	size = s.opts.MaxMessageBytes
 	if n := ds.maxSize(); n > 0 && n < size {
 		size = n
 	}
-	return size, ds.has("SMTPUTF8"), ds.has("DSN"), ds.has("REQUIRETLS") && ds.tls
+	return size, ds.has("SMTPUTF8"), ds.has("DSN"), ds.has("REQUIRETLS") && ds.tls, ds.has("XFORWARD")
 }
 
 // Serve runs until ctx is cancelled, then shuts down gracefully: it stops
@@ -205,7 +206,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.ln == nil {
 		return errors.New("smtpd: Serve before Listen")
 	}
-	size, utf8, dsn, requiretls := s.probe(ctx)
+	size, utf8, dsn, requiretls, xf := s.probe(ctx)
+	s.xforward = xf && s.opts.XForward
 
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = s.opts.Hostname
@@ -277,6 +279,9 @@ func (s *Server) draining() bool { return s.drain.Load() }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{srv: s, conn: c, log: s.log}
+	if cc, ok := c.Conn().(*countedConn); ok {
+		sess.xf, _ = cc.Conn.(*xfConn)
+	}
 	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
 		sess.client = ap.Addr().Unmap().String()
 	}
@@ -323,6 +328,9 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		l.active.Add(1)
 		m.sessionsActive.Inc()
 		m.sessionsTotal.Inc()
+		if l.s.xforward {
+			c = newXFConn(c)
+		}
 		return &countedConn{Conn: c, l: l}, nil
 	}
 }

@@ -32,6 +32,7 @@ type session struct {
 	kickAt time.Time
 
 	ds *downstream
+	xf *xfConn // nil unless XFORWARD is offered
 
 	// The transaction in progress.
 	from     string

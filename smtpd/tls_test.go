@@ -121,7 +121,7 @@ func TestDownstreamTLSLevels(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			hop := newFakeHop(t, false)
 			if tc.hopTLS {
-				hop.tls = srvCfg
+				hop.setTLS(srvCfg)
 			}
 			p := newTestProxy(t, hop.addr(), func(o *Options) {
 				o.Downstream.TLS = tc.level
@@ -141,14 +141,9 @@ func TestDownstreamTLSLevels(t *testing.T) {
 			c.expect("DATA", "354 ")
 			c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
 			c.expect("", "250 ")
-			p.mu.Lock()
-			var ds *downstream
-			for s := range p.sessions {
-				ds = s.ds
-			}
-			p.mu.Unlock()
-			if ds == nil || ds.tls != tc.wantTLS {
-				t.Errorf("downstream TLS = %v, want %v", ds != nil && ds.tls, tc.wantTLS)
+			txs := hop.completed()
+			if len(txs) != 1 || txs[0].TLS != tc.wantTLS {
+				t.Errorf("transactions %+v, want one with TLS=%v", txs, tc.wantTLS)
 			}
 		})
 	}
