@@ -40,13 +40,13 @@ const xfMaxLine = 4096
 type xfMode int
 
 const (
-	xfCommand   xfMode = iota
-	xfAwaitData        // DATA sent; the reply decides
-	xfAwaitTLS         // STARTTLS sent; the reply decides
-	xfData             // inside a DATA body
-	xfChunk            // inside a BDAT chunk
-	xfLongLine         // passing an over-long command line through
-	xfPassThrough      // after STARTTLS: hands off
+	xfCommand     xfMode = iota
+	xfAwaitData          // DATA sent; the reply decides
+	xfAwaitTLS           // STARTTLS sent; the reply decides
+	xfData               // inside a DATA body
+	xfChunk              // inside a BDAT chunk
+	xfLongLine           // passing an over-long command line through
+	xfPassThrough        // after STARTTLS: hands off
 )
 
 type xfConn struct {
