@@ -23,6 +23,7 @@ const (
 )
 
 const (
+	longMargin   = 1.5
 	ringLen      = 1440 // minutes in the long window
 	shortWindow  = 10
 	quietWindow  = 120
@@ -67,6 +68,7 @@ type Detector struct {
 	longE  float64
 
 	dictGroups, prevDictGroups map[string]int
+	groups, prevGroups         map[string]*group
 	recentNew                  []newRcpt
 
 	open     map[string]*Incident
@@ -74,6 +76,10 @@ type Detector struct {
 	lastUpd  map[string]time.Time
 	out      []Event
 	closer   io.Closer // the store, when Open made it
+
+	fh       [24]float64
+	fw       [7]float64
+	seasonOK bool
 }
 
 // persisted is the learned state kept across restarts (meta detector_state).
@@ -89,6 +95,8 @@ type persisted struct {
 	DowE      [7]float64  `json:"dow_e"`
 	DictRate  float64     `json:"dict_rate"` // dictionary evidence per hour
 	Hours     int64       `json:"hours"`
+	PhiNum    float64     `json:"phi_num"`
+	PhiDen    float64     `json:"phi_den"`
 	Seq       int         `json:"seq"`
 }
 
@@ -97,11 +105,41 @@ type bin struct {
 }
 
 type fsEvent struct {
+	sBefore float64 // CUSUM just before this event
 	t       time.Time
 	id      addr.ID
 	mi      *msgInfo
 	dormant bool
 }
+
+// group is one campaign's (sender domain, client network) spam to known
+// addresses in an hour: recipients, first spams, first spams counted.
+type group struct {
+	n, fs, counted int
+}
+
+// novel reports whether a campaign's share of first spams among its known
+// recipients marks it as working from a new list (a leak), with a prior of
+// 10 recipients so that a campaign's first few messages do not decide.
+func novel(cur, prev *group) bool {
+	n, fs := 10, 0
+	for _, g := range []*group{cur, prev} {
+		if g != nil {
+			n += g.n
+			fs += g.fs
+		}
+	}
+	return float64(fs) >= noveltyShare*float64(n)
+}
+
+const (
+	noveltyShare = 0.2
+	// perCampaign is how many first spams per hour an ordinary campaign
+	// (one that is not novel) feeds into the statistics. Spam campaigns
+	// sweep whole lists, so first spams come in clusters; counting every
+	// one makes the counts overdispersed and the Poisson tests cry wolf.
+	perCampaign = 3
+)
 
 type newRcpt struct {
 	t  time.Time
@@ -125,6 +163,7 @@ func New(o Options) (*Detector, error) {
 		open:       map[string]*Incident{},
 		lastUpd:    map[string]time.Time{},
 		dictGroups: map[string]int{}, prevDictGroups: map[string]int{},
+		groups: map[string]*group{}, prevGroups: map[string]*group{},
 	}
 	d.batch.Space = d.space
 	fp, err := o.Store.Meta(metaKeyFP)
@@ -296,12 +335,22 @@ func (d *Detector) Observe(o Observation) []Event {
 			continue
 		}
 		changed := false
+		var g *group
+		if o.Spam {
+			mi := info()
+			if g = d.groups[mi.dictKey]; g == nil {
+				g = &group{}
+				d.groups[mi.dictKey] = g
+			}
+			g.n++
+		}
 		if o.Spam && r.FirstSpam == 0 {
 			r.FirstSpam = now
 			changed = true
 			if d.established(r) {
 				dormant := t.Sub(time.Unix(int64(r.LastMail)*60, 0)) >= d.o.Dormant
-				d.firstSpam(t, id, info(), dormant)
+				g.fs++
+				d.firstSpam(t, id, info(), g, dormant)
 			} else {
 				// Spammed before it matured: it never becomes at risk.
 				h := int64(r.FirstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
@@ -425,6 +474,16 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 	return nil
 }
 
+// phi is the dispersion of the counted first spams (variance over mean
+// of hourly counts): 1 for a Poisson process, more when first spams come in
+// clusters. Every test divides its log-likelihood by it (quasi-Poisson), so
+// clustered but normal traffic does not look like a surge. Before a week of
+// data it leans on a prior of 2 (worth 48 hours).
+func (d *Detector) phi() float64 {
+	p := (d.st.PhiNum + 2*48) / (d.st.PhiDen + 48)
+	return math.Max(1, math.Min(p, 20))
+}
+
 // rate is the expected first-spam rate per at-risk address-hour at t.
 func (d *Detector) rate(t time.Time) float64 {
 	if d.o.RateOverride != nil {
@@ -436,10 +495,32 @@ func (d *Detector) rate(t time.Time) float64 {
 const seasonShrink = 20
 
 func (d *Detector) season(t time.Time) float64 {
-	h, w := t.Hour(), int(t.Weekday())
-	fh := (d.st.HourC[h] + seasonShrink) / (d.st.HourE[h] + seasonShrink)
-	fw := (d.st.DowC[w] + seasonShrink) / (d.st.DowE[w] + seasonShrink)
-	return fh * fw
+	if !d.seasonOK {
+		d.computeSeason()
+	}
+	return d.fh[t.Hour()] * d.fw[int(t.Weekday())]
+}
+
+// computeSeason turns the rhythm counts into factors with mean 1, so the
+// level lives in the rate alone (two unnormalised ratios would each carry
+// the level's error, and feed it back into the rate).
+func (d *Detector) computeSeason() {
+	var sh, sw float64
+	for h := range d.fh {
+		d.fh[h] = (d.st.HourC[h] + seasonShrink) / (d.st.HourE[h] + seasonShrink)
+		sh += d.fh[h] / 24
+	}
+	for w := range d.fw {
+		d.fw[w] = (d.st.DowC[w] + seasonShrink) / (d.st.DowE[w] + seasonShrink)
+		sw += d.fw[w] / 7
+	}
+	for h := range d.fh {
+		d.fh[h] /= sh
+	}
+	for w := range d.fw {
+		d.fw[w] /= sw
+	}
+	d.seasonOK = true
 }
 
 // advance moves the clock to t minute by minute: CUSUM drift, window
@@ -470,7 +551,7 @@ func (d *Detector) advance(t time.Time) {
 			}
 		}
 		if d.s > 0 {
-			d.s -= (d.o.Rho - 1) * e
+			d.s -= (d.o.Rho - 1) * e / d.phi()
 			if d.s <= 0 {
 				d.s, d.run, d.runExp = 0, d.run[:0], 0
 			}
@@ -504,12 +585,23 @@ func (d *Detector) onMinute(t time.Time, m int64) {
 }
 
 func (d *Detector) onHour(t time.Time, h int64) {
-	// Learn the finished hour unless an incident is open.
-	if len(d.open) == 0 {
+	// Learn the finished hour. While an incident is open the hour counts
+	// as expected at most, so an excess never teaches itself as normal.
+	{
 		dec := math.Pow(0.5, 1/d.o.HalfLife.Hours())
 		decS := math.Pow(0.5, 1/(28*24.0))
 		e := d.hrExp
-		c := math.Min(d.hrCount, e+3*math.Sqrt(e)+2)
+		phi := d.phi()
+		c := math.Min(d.hrCount, e+3*math.Sqrt(phi*e)+2)
+		if len(d.open) > 0 {
+			c = math.Min(d.hrCount, e)
+		} else if e > 0.5 && d.atRisk > 0 {
+			// Pearson dispersion of hourly counts (quasi-Poisson).
+			r := (d.hrCount - e) * (d.hrCount - e) / e
+			decP := math.Pow(0.5, 1/(7*24.0))
+			d.st.PhiNum = d.st.PhiNum*decP + math.Min(r, 100)
+			d.st.PhiDen = d.st.PhiDen*decP + 1
+		}
 		d.st.Num = d.st.Num*dec + c
 		d.st.Den = d.st.Den*dec + d.hrDen
 		prev := time.Unix(d.hrIdx*3600, 0).UTC()
@@ -522,6 +614,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 			d.st.DowC[i] *= decS
 			d.st.DowE[i] *= decS
 		}
+		d.seasonOK = false
 		d.st.HourC[hh] += c
 		d.st.HourE[hh] += d.hrFlat
 		d.st.DowC[ww] += c
@@ -530,10 +623,16 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		d.st.DictRate = d.st.DictRate*dec + dc*(1-dec)
 		d.st.Hours++
 	}
+	if ce := d.log.Check(zap.DebugLevel, "hour"); ce != nil {
+		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
+			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.atRisk), zap.Float64("cusum", d.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
+	}
 	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
 	d.hrIdx = h
 	d.prevDictGroups, d.dictGroups = d.dictGroups, d.prevDictGroups
 	clear(d.dictGroups)
+	d.prevGroups, d.groups = d.groups, d.prevGroups
+	clear(d.groups)
 	// Maturation.
 	if h-d.matHr > int64(len(d.mature))+1 {
 		for k, n := range d.mature {
@@ -564,12 +663,20 @@ func (d *Detector) onHour(t time.Time, h int64) {
 }
 
 // firstSpam handles the first spam of an at-risk address.
-func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, dormant bool) {
+func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dormant bool) {
 	d.atRisk--
 	d.m.atRisk.Set(float64(d.atRisk))
 	d.m.firstSpam.Inc()
 	if d.o.Trace != nil {
 		d.o.Trace(t, id, d.atRisk)
+	}
+	if g.counted >= perCampaign && !novel(g, d.prevGroups[mi.dictKey]) {
+		return
+	}
+	g.counted++
+	mi.complete()
+	if d.s == 0 {
+		d.run, d.runExp = d.run[:0], 0
 	}
 	d.hrCount++
 	d.ring[d.minIdx%ringLen].c++
@@ -579,9 +686,9 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, dormant bool)
 		// into the first minutes after it.
 		return
 	}
-	d.s += math.Log(d.o.Rho)
+	d.s += math.Log(d.o.Rho) / d.phi()
 	if len(d.run) < maxRun {
-		d.run = append(d.run, fsEvent{t, id, mi, dormant})
+		d.run = append(d.run, fsEvent{d.s - math.Log(d.o.Rho)/d.phi(), t, id, mi, dormant})
 	}
 	if in := d.open[KindSurge]; in != nil {
 		d.grow(in, t, id, mi, dormant)
@@ -633,13 +740,17 @@ func (d *Detector) checkOpen(t time.Time) {
 		return
 	}
 	obs := float64(len(d.run))
+	phi := d.phi()
 	trigger, score := "", 0.0
 	if d.s >= d.o.Threshold && obs-d.runExp >= d.o.MinExcess {
 		trigger, score = "cusum", d.s/d.o.Threshold
-	} else if c, e := d.window(shortWindow); c-e >= d.o.MinExcess && chernoff(c, e) >= d.o.WindowThreshold {
-		trigger, score = "window_10m", chernoff(c, e)/d.o.WindowThreshold
-	} else if d.longC-d.longE >= d.o.MinExcess && chernoff(d.longC, d.longE) >= d.o.WindowThreshold {
-		trigger, score = "window_24h", chernoff(d.longC, d.longE)/d.o.WindowThreshold
+	} else if c, e := d.window(shortWindow); c-e >= d.o.MinExcess && chernoff(c, e)/phi >= d.o.WindowThreshold {
+		trigger, score = "window_10m", chernoff(c, e)/phi/d.o.WindowThreshold
+	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phi >= d.o.WindowThreshold {
+		// Over a day the expected count is large, so a Poisson test
+		// would flag a baseline that is merely 10 % off; test against
+		// the expectation with a model-error margin instead.
+		trigger, score = "window_24h", chernoff(d.longC, m)/phi/d.o.WindowThreshold
 	}
 	if trigger == "" {
 		return
@@ -654,6 +765,15 @@ func (d *Detector) checkOpen(t time.Time) {
 			ev += d.dictGroups[k] + d.prevDictGroups[k]
 		}
 	}
+	// The excess starts after the run's lowest point: the change point
+	// that maximises the likelihood ratio.
+	first, low := 0, math.Inf(1)
+	for i, f := range d.run {
+		if f.sBefore <= low {
+			first, low = i, f.sBefore
+		}
+	}
+	run := d.run[first:]
 	kind := KindSurge
 	if float64(ev) >= obs {
 		kind = KindDictionary
@@ -666,7 +786,7 @@ func (d *Detector) checkOpen(t time.Time) {
 		ID:                 fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), kind, d.st.Seq),
 		Kind:               kind,
 		State:              "open",
-		StartedAt:          d.run[0].t,
+		StartedAt:          run[0].t,
 		OpenedAt:           t,
 		UpdatedAt:          t,
 		Trigger:            trigger,
@@ -674,10 +794,12 @@ func (d *Detector) checkOpen(t time.Time) {
 		Score:              score,
 		DictionaryEvidence: ev,
 	}
-	for _, f := range d.run {
+	// Expected from the start on: the run's share of its exposure.
+	in.Expected = d.runExp * float64(len(run)) / obs
+	for _, f := range run {
 		in.add(f.id, f.mi, f.dormant)
 	}
-	in.Observed = obs
+	in.Observed = float64(len(run))
 	d.open[kind] = in
 	d.lastUpd[kind] = t
 	d.m.active.WithLabelValues(kind).Set(1)
@@ -776,7 +898,13 @@ func (d *Detector) checkResolve(t time.Time) {
 			d.resolved = d.resolved[len(d.resolved)-keepResolved:]
 		}
 		if in.Trigger != "dictionary_burst" {
+			// Start afresh: the excess just explained must not
+			// reopen through the windows that still hold it.
 			d.s, d.run, d.runExp = 0, d.run[:0], 0
+			for i := range d.ring {
+				d.ring[i].c, d.ring[i].e = 0, 0
+			}
+			d.longC, d.longE = 0, 0
 		}
 		d.dirtyMeta = true
 		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", k), zap.Int("recipients", in.Recipients))

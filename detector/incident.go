@@ -84,15 +84,28 @@ type msgInfo struct {
 	keys [nDims]string
 	// dictKey groups dictionary evidence: sender domain and client network.
 	dictKey string
+
+	done           bool
+	subject, msgID string
 }
 
 func newMsgInfo(o *Observation) *msgInfo {
-	mi := &msgInfo{}
+	mi := &msgInfo{subject: o.Subject, msgID: o.MessageID}
 	mi.keys[dimSender] = domainOf(o.From)
 	mi.keys[dimNet] = network(o.ClientIP)
-	mi.keys[dimSubject] = normSubject(o.Subject)
-	mi.keys[dimMsgID] = domainOf(strings.Trim(strings.TrimSpace(o.MessageID), "<>"))
 	mi.dictKey = mi.keys[dimSender] + "|" + mi.keys[dimNet]
+	return mi
+}
+
+// complete fills the keys that cost more (subject normalisation); only
+// messages that carry a first spam need them.
+func (mi *msgInfo) complete() *msgInfo {
+	if !mi.done {
+		mi.done = true
+		mi.keys[dimSubject] = normSubject(mi.subject)
+		mi.keys[dimMsgID] = domainOf(strings.Trim(strings.TrimSpace(mi.msgID), "<>"))
+		mi.subject, mi.msgID = "", ""
+	}
 	return mi
 }
 

@@ -24,8 +24,10 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {"run the proxy, the detector and the HTTP endpoints", runServe},
-		"version": {"print the version", runVersion},
+		"serve":    {"run the proxy, the detector and the HTTP endpoints", runServe},
+		"version":  {"print the version", runVersion},
+		"replay":   {"feed recorded observations through the detector (bootstraps the store)", runReplay},
+		"simulate": {"write a synthetic observation stream with a known truth", runSimulate},
 	}
 }
 

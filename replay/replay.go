@@ -1,0 +1,249 @@
+// Package replay feeds recorded observations (JSONL, CONTRACT.md) through
+// the detector on a simulated clock: the observations' own timestamps. It
+// shares every line of detector code with the live daemon.
+//
+// Bad input is never fatal unless Strict: a malformed line is reported with
+// its file and line number, skipped and counted. Observations slightly out
+// of order are put back in order through a reorder window; older ones are
+// counted by the detector at its current time.
+package replay
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spamsurge/spamsurge/detector"
+)
+
+// Observer is the detector as replay uses it.
+type Observer interface {
+	Observe(detector.Observation) []detector.Event
+}
+
+// Options for Run.
+type Options struct {
+	Detector Observer
+	// Strict makes the first malformed line an error.
+	Strict bool
+	// Reorder is how far back in time observations are put in order
+	// (default 5 minutes); 0 uses the default, negative disables.
+	Reorder time.Duration
+	// OnEvent sees every incident event (e.g. to print JSON).
+	OnEvent func(detector.Event) error
+	// OnMalformed sees every malformed line (name, line number, reason).
+	OnMalformed func(name string, line int, err error)
+	// MaxLine bounds one line (default 1 MiB).
+	MaxLine int
+}
+
+// Stats summarises a run.
+type Stats struct {
+	Lines, Observations, Malformed, Recipients int
+	Events                                     int
+	First, Last                                time.Time
+}
+
+// Input is one named stream.
+type Input struct {
+	Name string
+	R    io.Reader
+}
+
+// MalformedError is a line that is not an observation.
+type MalformedError struct {
+	Name string
+	Line int
+	Err  error
+}
+
+func (e *MalformedError) Error() string { return fmt.Sprintf("%s:%d: %v", e.Name, e.Line, e.Err) }
+func (e *MalformedError) Unwrap() error { return e.Err }
+
+// line is the wire form, with pointers to tell a missing field from a zero.
+type line struct {
+	Time      *time.Time `json:"time"`
+	Rcpt      *[]string  `json:"rcpt"`
+	Rejected  []string   `json:"rejected"`
+	Spam      *bool      `json:"spam"`
+	From      string     `json:"from"`
+	ClientIP  string     `json:"client_ip"`
+	Helo      string     `json:"helo"`
+	Subject   string     `json:"subject"`
+	MessageID string     `json:"message_id"`
+}
+
+// Parse decodes one JSONL observation, checking the required fields.
+func Parse(b []byte) (detector.Observation, error) {
+	var l line
+	if err := json.Unmarshal(b, &l); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return detector.Observation{}, fmt.Errorf("not JSON: %v", err)
+		}
+		return detector.Observation{}, err
+	}
+	switch {
+	case l.Time == nil || l.Time.IsZero():
+		return detector.Observation{}, errors.New(`missing "time"`)
+	case l.Rcpt == nil:
+		return detector.Observation{}, errors.New(`missing "rcpt"`)
+	case l.Spam == nil:
+		return detector.Observation{}, errors.New(`missing "spam"`)
+	}
+	return detector.Observation{Time: *l.Time, Rcpt: *l.Rcpt, Rejected: l.Rejected, Spam: *l.Spam,
+		From: l.From, ClientIP: l.ClientIP, Helo: l.Helo, Subject: l.Subject, MessageID: l.MessageID}, nil
+}
+
+// Run replays the inputs in order, one after the other.
+func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
+	if o.Reorder == 0 {
+		o.Reorder = 5 * time.Minute
+	}
+	if o.MaxLine <= 0 {
+		o.MaxLine = 1 << 20
+	}
+	var st Stats
+	h := &obsHeap{}
+	var maxSeen time.Time
+	seq := 0
+	emit := func(ob detector.Observation) error {
+		st.Observations++
+		st.Recipients += len(ob.Rcpt)
+		if st.First.IsZero() {
+			st.First = ob.Time
+		}
+		st.Last = ob.Time
+		for _, ev := range o.Detector.Observe(ob) {
+			st.Events++
+			if o.OnEvent != nil {
+				if err := o.OnEvent(ev); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, in := range inputs {
+		br := bufio.NewReaderSize(in.R, 1<<16)
+		n := 0
+		for {
+			if n%4096 == 0 && ctx.Err() != nil {
+				return st, ctx.Err()
+			}
+			b, tooLong, err := readLine(br, o.MaxLine)
+			if len(b) == 0 && err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return st, fmt.Errorf("%s: %w", in.Name, err)
+			}
+			n++
+			st.Lines++
+			b = bytes.TrimSpace(b)
+			if len(b) == 0 {
+				continue
+			}
+			var ob detector.Observation
+			perr := error(nil)
+			if tooLong {
+				perr = fmt.Errorf("line longer than %d bytes", o.MaxLine)
+			} else {
+				ob, perr = Parse(b)
+			}
+			if perr != nil {
+				st.Malformed++
+				me := &MalformedError{Name: in.Name, Line: n, Err: perr}
+				if o.OnMalformed != nil {
+					o.OnMalformed(in.Name, n, perr)
+				}
+				if o.Strict {
+					return st, me
+				}
+				continue
+			}
+			if o.Reorder < 0 {
+				if err := emit(ob); err != nil {
+					return st, err
+				}
+				continue
+			}
+			if ob.Time.After(maxSeen) {
+				maxSeen = ob.Time
+			}
+			seq++
+			heap.Push(h, item{ob, seq})
+			for h.Len() > 0 && (*h)[0].o.Time.Before(maxSeen.Add(-o.Reorder)) {
+				if err := emit(heap.Pop(h).(item).o); err != nil {
+					return st, err
+				}
+			}
+		}
+	}
+	for h.Len() > 0 {
+		if err := emit(heap.Pop(h).(item).o); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// readLine reads one line; a line over max is consumed and flagged.
+func readLine(br *bufio.Reader, max int) ([]byte, bool, error) {
+	var buf []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(buf)+len(frag) <= max {
+			buf = append(buf, frag...)
+		} else {
+			// Drop the rest of an overlong line.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			return []byte{'x'}, true, nilIfEOF(err)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && len(buf) > 0 {
+			return buf, false, nil
+		}
+		return buf, false, err
+	}
+}
+
+func nilIfEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+type item struct {
+	o   detector.Observation
+	seq int
+}
+
+type obsHeap []item
+
+func (h obsHeap) Len() int { return len(h) }
+func (h obsHeap) Less(i, j int) bool {
+	if !h[i].o.Time.Equal(h[j].o.Time) {
+		return h[i].o.Time.Before(h[j].o.Time)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h obsHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *obsHeap) Push(x any)   { *h = append(*h, x.(item)) }
+func (h *obsHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

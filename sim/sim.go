@@ -1,0 +1,493 @@
+// Package sim writes synthetic observation streams with a known truth, for
+// demos, tuning and the detection benchmark. The population and its spam are
+// a model, not data: every address is made up (userNNNNNN@ one of a few
+// example domains).
+//
+// The model: each address gets legitimate mail at its own rate (log-normal,
+// with a daily and weekly rhythm and a share of nearly silent addresses);
+// a share of addresses is on spammers' lists from the start, each with its
+// own spam rate (log-normal and wide, so many listed addresses are spammed
+// rarely: the young-history trap where "never spammed" addresses keep
+// getting their first spam for weeks); clean addresses slowly leak onto
+// lists. Spam arrives in campaigns (one sender domain, client /24,
+// subject and Message-ID domain each) that pick recipients by their rates.
+package sim
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Scenarios lists the scenario names.
+var Scenarios = []string{"baseline", "plusnet", "drip"}
+
+// Config chooses a scenario.
+type Config struct {
+	Scenario  string
+	Seed      uint64
+	Addresses int // default 100,000
+	Start     time.Time
+}
+
+// Truth is what the stream hides: written beside it as JSON.
+type Truth struct {
+	Scenario  string    `json:"scenario"`
+	Seed      uint64    `json:"seed"`
+	Addresses int       `json:"addresses"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	Leaks     []Leak    `json:"leaks"`
+	// Dictionary attacks are not leaks: incidents of kind dictionary are
+	// expected here, surge incidents are false.
+	Dictionary []Window `json:"dictionary_attacks,omitempty"`
+	Holiday    *Window  `json:"holiday,omitempty"`
+	Lines      int      `json:"lines"`
+}
+
+// Leak is one leaked list being spammed.
+type Leak struct {
+	Kind  string    `json:"kind"` // burst | drip
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Addresses of the leaked list (synthetic); the benchmark hashes them
+	// with its key. LeakedIDs is filled by `simulate --key-file`.
+	Addresses []string `json:"addresses"`
+	LeakedIDs []string `json:"leaked_ids,omitempty"`
+}
+
+// Window is a time range.
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+type person struct {
+	ham      float64 // legit mails per day
+	spam     float64 // spam per day once listed; 0 = not listed
+	joinsDay int
+}
+
+type campaign struct {
+	start    time.Time
+	dur      time.Duration
+	rcpts    []int
+	rejected []string
+	from     string
+	ip       string
+	subject  string
+	msgid    string
+}
+
+type msg struct {
+	t        time.Time
+	rcpt     []int
+	rejected []string
+	spam     bool
+	c        *campaign
+	n        int
+}
+
+// Run writes the scenario's JSONL stream to w and returns its truth.
+func Run(cfg Config, w io.Writer) (*Truth, error) {
+	if cfg.Addresses <= 0 {
+		cfg.Addresses = 100000
+	}
+	if cfg.Start.IsZero() {
+		cfg.Start = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC) // a Monday
+	}
+	days := 0
+	switch cfg.Scenario {
+	case "baseline":
+		days = 90
+	case "plusnet":
+		days = 45
+	case "drip":
+		days = 46
+	default:
+		return nil, fmt.Errorf("sim: unknown scenario %q (have baseline, plusnet, drip)", cfg.Scenario)
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
+	n := cfg.Addresses
+	pop := make([]person, n)
+	for i := range pop {
+		p := &pop[i]
+		if rng.Float64() < 0.08 {
+			p.ham = 1.0 / 60 // nearly silent: the dormant ones
+		} else {
+			p.ham = math.Exp(rng.NormFloat64()*0.8) * 0.25
+		}
+		if rng.Float64() < 0.35 {
+			p.spam = listedRate(rng)
+		}
+		if rng.Float64() < 0.05 {
+			p.joinsDay = 1 + rng.IntN(days)
+		}
+	}
+	tr := &Truth{Scenario: cfg.Scenario, Seed: cfg.Seed, Addresses: n, Start: cfg.Start, End: cfg.Start.Add(time.Duration(days) * 24 * time.Hour)}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	enc := &encoder{w: bw}
+
+	// Scenario events.
+	var leakDay, leakLen int
+	var leaked []int
+	leakStartOff := 10*time.Hour + 17*time.Minute
+	switch cfg.Scenario {
+	case "baseline":
+		d := cfg.Start.Add(40*24*time.Hour + 3*time.Hour)
+		tr.Dictionary = append(tr.Dictionary, Window{d, d.Add(40 * time.Minute)})
+		tr.Holiday = &Window{cfg.Start.Add(60 * 24 * time.Hour), cfg.Start.Add(67 * 24 * time.Hour)}
+	case "plusnet", "drip":
+		leakDay = 42
+	}
+	// Leaked lists are chosen at leak time among the addresses then
+	// tracked; see below.
+	for day := 0; day < days; day++ {
+		dayStart := cfg.Start.Add(time.Duration(day) * 24 * time.Hour)
+		wd := dayStart.Weekday()
+		weekly := 1.0
+		if wd == time.Saturday || wd == time.Sunday {
+			weekly = 0.45
+		}
+		hamFactor := weekly
+		if tr.Holiday != nil && !dayStart.Before(tr.Holiday.Start) && dayStart.Before(tr.Holiday.End) {
+			hamFactor *= 0.3
+		}
+		// Slow leakage of clean addresses onto spammers' lists.
+		for i := range pop {
+			if pop[i].spam == 0 && rng.Float64() < 0.0006 {
+				pop[i].spam = listedRate(rng)
+			}
+		}
+		var msgs []msg
+		// Legitimate mail.
+		for i := range pop {
+			p := &pop[i]
+			if p.joinsDay > day {
+				continue
+			}
+			k := poisson(rng, p.ham*hamFactor)
+			for j := 0; j < k; j++ {
+				msgs = append(msgs, msg{t: dayStart.Add(dailyTime(rng, 8, 4)), rcpt: []int{i}})
+			}
+		}
+		// Spam campaigns, sampled by rate (alias table of the day).
+		al := newAlias(pop, day)
+		volume := al.total * (0.8 + 0.4*rng.Float64()) * (0.7 + 0.3*weekly)
+		for volume > 0 {
+			size := int(math.Exp(rng.NormFloat64()*0.9) * 250)
+			size = max(20, min(size, 5000))
+			volume -= float64(size)
+			c := newCampaign(rng, dayStart.Add(dailyTime(rng, 13, 5)))
+			for j := 0; j < size; j++ {
+				c.rcpts = append(c.rcpts, al.pick(rng))
+			}
+			msgs = appendCampaign(rng, msgs, c)
+		}
+		// Dictionary attack: guessed local parts, mostly rejected; some
+		// accepted at addresses that never had mail; a few hit real ones.
+		for _, dw := range tr.Dictionary {
+			if dw.Start.Sub(dayStart) >= 0 && dw.Start.Sub(dayStart) < 24*time.Hour {
+				c := newCampaign(rng, dw.Start)
+				c.dur = dw.End.Sub(dw.Start)
+				for j := 0; j < 3000; j++ {
+					switch r := rng.Float64(); {
+					case r < 0.85:
+						c.rejected = append(c.rejected, fmt.Sprintf("%s%d@%s", guessNames[rng.IntN(len(guessNames))], rng.IntN(100), domains[rng.IntN(len(domains))]))
+					case r < 0.97:
+						c.rcpts = append(c.rcpts, -1-j) // accepted, never seen: a role or catch-all
+					default:
+						c.rcpts = append(c.rcpts, rng.IntN(n))
+					}
+				}
+				msgs = appendCampaign(rng, msgs, c)
+			}
+		}
+		// The leak.
+		if leakDay > 0 && day >= leakDay {
+			if day == leakDay {
+				leaked = chooseLeak(rng, pop, cfg.Scenario, n)
+				l := Leak{Kind: "burst", Start: dayStart.Add(leakStartOff)}
+				if cfg.Scenario == "drip" {
+					l.Kind = "drip"
+					leakLen = 3
+				}
+				for _, i := range leaked {
+					l.Addresses = append(l.Addresses, address(i))
+				}
+				tr.Leaks = append(tr.Leaks, l)
+			}
+			l := &tr.Leaks[0]
+			switch cfg.Scenario {
+			case "plusnet":
+				// One blast to the whole list, then the list joins
+				// the spammers' ordinary rotation.
+				if day == leakDay {
+					c := newCampaign(rng, l.Start)
+					c.dur = 25 * time.Minute
+					c.rcpts = append(c.rcpts, leaked...)
+					rng.Shuffle(len(c.rcpts), func(a, b int) { c.rcpts[a], c.rcpts[b] = c.rcpts[b], c.rcpts[a] })
+					msgs = appendCampaign(rng, msgs, c)
+					l.End = l.Start.Add(c.dur)
+					for _, i := range leaked {
+						if pop[i].spam == 0 {
+							pop[i].spam = listedRate(rng)
+						}
+					}
+				}
+			case "drip":
+				// Each leaked address gets its first spam at a
+				// uniform time over three days, from small rotating
+				// campaigns of one sender.
+				if day < leakDay+leakLen {
+					var today []int
+					for j, i := range leaked {
+						if j*leakLen/len(leaked) == day-leakDay {
+							today = append(today, i)
+						}
+					}
+					from := l.Start.Add(time.Duration(day-leakDay) * 24 * time.Hour)
+					for k := 0; k < len(today); k += 14 {
+						c := newCampaign(rng, from.Add(time.Duration(k)*24*time.Hour/time.Duration(len(today))))
+						c.from = "news@drip-offers.example"
+						c.msgid = "mta.drip-offers.example"
+						c.dur = 50 * time.Minute
+						c.rcpts = today[k:min(k+14, len(today))]
+						msgs = appendCampaign(rng, msgs, c)
+					}
+					l.End = l.Start.Add(time.Duration(leakLen) * 24 * time.Hour)
+				}
+			}
+		}
+		slices.SortStableFunc(msgs, func(a, b msg) int { return a.t.Compare(b.t) })
+		for i := range msgs {
+			if err := enc.write(&msgs[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	tr.Lines = enc.lines
+	return tr, nil
+}
+
+// listedRate is the spam rate of a listed address: log-normal with a wide
+// spread, median one spam every ten days.
+func listedRate(rng *rand.Rand) float64 { return math.Exp(rng.NormFloat64()*1.6) * 0.1 }
+
+func chooseLeak(rng *rand.Rand, pop []person, scenario string, n int) []int {
+	if scenario == "drip" {
+		// 1,000 addresses from the whole population.
+		return rng.Perm(n)[:min(1000, n)]
+	}
+	// plusnet: one customer segment (a contiguous tenth of the
+	// population); its list has 0.5 % of the population... of the
+	// addresses not yet spammed, so about 0.5 % of the at-risk ones, plus
+	// some already spammed (lists mix both).
+	seg := n / 10
+	lo := rng.IntN(n - seg)
+	var out []int
+	want := n * 65 / 100 * 5 / 1000 // ≈ 0.5 % of the at-risk population
+	for _, j := range rng.Perm(seg) {
+		i := lo + j
+		if pop[i].spam == 0 && len(out) < want {
+			out = append(out, i)
+		}
+	}
+	for j := 0; j < want/2; j++ {
+		out = append(out, lo+rng.IntN(seg))
+	}
+	return out
+}
+
+var (
+	domains    = []string{"example.net", "example.org", "mail.example.com"}
+	guessNames = []string{"info", "sales", "admin", "john", "mary", "contact", "office", "support", "peter", "anna", "web", "hr"}
+	spamDoms   = []string{"deals", "pharma", "lottery", "crypto", "loans", "dating", "replica", "seo", "prize", "offers"}
+	subjects   = []string{"You have won %d", "Cheap meds %d%% off", "Your account %d needs attention", "Meet singles near you", "Invoice %d attached", "Re: your order %d", "Earn $%d a day", "Last chance: %d left"}
+)
+
+func address(i int) string {
+	if i < 0 {
+		return fmt.Sprintf("role%d@%s", -i, domains[(-i)%len(domains)])
+	}
+	return fmt.Sprintf("user%06d@%s", i, domains[i%len(domains)])
+}
+
+func newCampaign(rng *rand.Rand, start time.Time) *campaign {
+	d := fmt.Sprintf("%s%d.example", spamDoms[rng.IntN(len(spamDoms))], rng.IntN(500))
+	return &campaign{
+		start:   start,
+		dur:     time.Duration(10+rng.IntN(50)) * time.Minute,
+		from:    fmt.Sprintf("mail%d@%s", rng.IntN(100), d),
+		ip:      fmt.Sprintf("%d.%d.%d.", 11+rng.IntN(200), rng.IntN(256), rng.IntN(256)),
+		subject: subjects[rng.IntN(len(subjects))],
+		msgid:   "mx." + d,
+	}
+}
+
+func appendCampaign(rng *rand.Rand, msgs []msg, c *campaign) []msg {
+	all := len(c.rcpts) + len(c.rejected)
+	for k := 0; k < len(c.rcpts) || len(c.rejected) > 0; {
+		m := msg{spam: true, c: c, n: rng.IntN(1 << 30)}
+		per := 1 + rng.IntN(4)
+		end := min(k+per, len(c.rcpts))
+		m.rcpt = c.rcpts[k:end]
+		k = end
+		for r := 0; r < 3 && len(c.rejected) > 0; r++ {
+			m.rejected = append(m.rejected, c.rejected[len(c.rejected)-1])
+			c.rejected = c.rejected[:len(c.rejected)-1]
+		}
+		done := k + (all - len(c.rcpts) - len(c.rejected))
+		m.t = c.start.Add(time.Duration(float64(c.dur) * float64(done) / float64(max(all, 1))))
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// dailyTime is a time of day around a peak hour (spread in hours).
+func dailyTime(rng *rand.Rand, peak, spread float64) time.Duration {
+	h := math.Mod(peak+rng.NormFloat64()*spread+48, 24)
+	return time.Duration(h * float64(time.Hour))
+}
+
+func poisson(rng *rand.Rand, mean float64) int {
+	l, k, p := math.Exp(-mean), 0, 1.0
+	for {
+		p *= rng.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
+}
+
+// alias samples addresses proportionally to their spam rates (Walker).
+type alias struct {
+	idx   []int
+	prob  []float64
+	alt   []int
+	total float64
+}
+
+func newAlias(pop []person, day int) *alias {
+	a := &alias{}
+	var w []float64
+	for i, p := range pop {
+		if p.spam > 0 && p.joinsDay <= day {
+			a.idx = append(a.idx, i)
+			w = append(w, p.spam)
+			a.total += p.spam
+		}
+	}
+	n := len(w)
+	a.prob, a.alt = make([]float64, n), make([]int, n)
+	var small, large []int
+	for i := range w {
+		w[i] = w[i] * float64(n) / a.total
+		if w[i] < 1 {
+			small = append(small, i)
+		} else {
+			large = append(large, i)
+		}
+	}
+	for len(small) > 0 && len(large) > 0 {
+		s, l := small[len(small)-1], large[len(large)-1]
+		small = small[:len(small)-1]
+		a.prob[s], a.alt[s] = w[s], l
+		w[l] -= 1 - w[s]
+		if w[l] < 1 {
+			large = large[:len(large)-1]
+			small = append(small, l)
+		}
+	}
+	for _, i := range append(small, large...) {
+		a.prob[i] = 1
+	}
+	return a
+}
+
+func (a *alias) pick(rng *rand.Rand) int {
+	i := rng.IntN(len(a.idx))
+	if rng.Float64() < a.prob[i] {
+		return a.idx[i]
+	}
+	return a.idx[a.alt[i]]
+}
+
+type encoder struct {
+	w     *bufio.Writer
+	buf   []byte
+	lines int
+}
+
+func (e *encoder) write(m *msg) error {
+	b := e.buf[:0]
+	b = append(b, `{"time":"`...)
+	b = m.t.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, `","rcpt":[`...)
+	for i, r := range m.rcpt {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, address(r))
+	}
+	b = append(b, ']')
+	if len(m.rejected) > 0 {
+		b = append(b, `,"rejected":[`...)
+		for i, r := range m.rejected {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendQuote(b, r)
+		}
+		b = append(b, ']')
+	}
+	if m.spam {
+		c := m.c
+		b = append(b, `,"spam":true,"from":`...)
+		b = strconv.AppendQuote(b, c.from)
+		b = append(b, `,"client_ip":"`...)
+		b = append(b, c.ip...)
+		b = strconv.AppendInt(b, int64(1+m.n%250), 10)
+		b = append(b, `","subject":`...)
+		s := c.subject
+		if c.subject != "" && containsVerb(s) {
+			s = fmt.Sprintf(s, m.n%10000)
+		}
+		b = strconv.AppendQuote(b, s)
+		b = append(b, `,"message_id":"<`...)
+		b = strconv.AppendInt(b, int64(m.n), 36)
+		b = append(b, '@')
+		b = append(b, c.msgid...)
+		b = append(b, `>"}`...)
+	} else {
+		b = append(b, `,"spam":false,"from":"`...)
+		b = append(b, "newsletter@"...)
+		b = append(b, domains[m.t.Nanosecond()%len(domains)]...)
+		b = append(b, `","client_ip":"192.0.2.`...)
+		b = strconv.AppendInt(b, int64(m.t.Second()), 10)
+		b = append(b, `"}`...)
+	}
+	b = append(b, '\n')
+	e.buf = b
+	e.lines++
+	_, err := e.w.Write(b)
+	return err
+}
+
+func containsVerb(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '%' && s[i+1] == 'd' {
+			return true
+		}
+	}
+	return false
+}
