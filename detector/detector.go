@@ -23,13 +23,17 @@ const (
 )
 
 const (
-	longMargin   = 1.5
-	ringLen      = 1440 // minutes in the long window
-	shortWindow  = 10
-	quietWindow  = 120
-	updateEvery  = 10 * time.Minute
-	keepResolved = 50
-	maxRun       = 200000 // bound on the excess candidates kept in memory
+	longMargin = 1.5
+	// resolveThreshold is the evidence (log-likelihood, over dispersion)
+	// that the rate is back to its baseline rather than Rho times it,
+	// needed to resolve a surge: hysteresis against flapping on a drip.
+	resolveThreshold = 6
+	ringLen          = 1440 // minutes in the long window
+	shortWindow      = 10
+	quietWindow      = 120
+	updateEvery      = 10 * time.Minute
+	keepResolved     = 50
+	maxRun           = 200000 // bound on the excess candidates kept in memory
 )
 
 // Detector is the recipient state and surge statistics. Not safe for
@@ -67,9 +71,13 @@ type Detector struct {
 	longC  float64
 	longE  float64
 
-	dictGroups, prevDictGroups map[string]int
-	groups, prevGroups         map[string]*group
-	recentNew                  []newRcpt
+	// dictGroups is dictionary evidence per campaign, decaying by half
+	// every 3 hours, so first spams of a dictionary campaign are known as
+	// such even after the burst is over.
+	dictGroups         map[string]float64
+	resolveS           float64 // evidence that an open surge is over (reverse CUSUM)
+	groups, prevGroups map[string]*group
+	recentNew          []newRcpt
 
 	open     map[string]*Incident
 	resolved []*Incident
@@ -162,8 +170,8 @@ func New(o Options) (*Detector, error) {
 		mature:     map[int64]int32{},
 		open:       map[string]*Incident{},
 		lastUpd:    map[string]time.Time{},
-		dictGroups: map[string]int{}, prevDictGroups: map[string]int{},
-		groups: map[string]*group{}, prevGroups: map[string]*group{},
+		dictGroups: map[string]float64{},
+		groups:     map[string]*group{}, prevGroups: map[string]*group{},
 	}
 	d.batch.Space = d.space
 	fp, err := o.Store.Meta(metaKeyFP)
@@ -550,6 +558,9 @@ func (d *Detector) advance(t time.Time) {
 				in.Expected += e
 			}
 		}
+		if len(d.open) > 0 {
+			d.resolveS += (d.o.Rho - 1) * e / d.phi()
+		}
 		if d.s > 0 {
 			d.s -= (d.o.Rho - 1) * e / d.phi()
 			if d.s <= 0 {
@@ -629,8 +640,13 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	}
 	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
 	d.hrIdx = h
-	d.prevDictGroups, d.dictGroups = d.dictGroups, d.prevDictGroups
-	clear(d.dictGroups)
+	for k, v := range d.dictGroups {
+		if v *= 0.794; v < 1 { // 0.794³ ≈ 1/2
+			delete(d.dictGroups, k)
+		} else {
+			d.dictGroups[k] = v
+		}
+	}
 	d.prevGroups, d.groups = d.groups, d.prevGroups
 	clear(d.groups)
 	// Maturation.
@@ -687,6 +703,7 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dor
 		return
 	}
 	d.s += math.Log(d.o.Rho) / d.phi()
+	d.resolveS = max(0, d.resolveS-math.Log(d.o.Rho)/d.phi())
 	if len(d.run) < maxRun {
 		d.run = append(d.run, fsEvent{d.s - math.Log(d.o.Rho)/d.phi(), t, id, mi, dormant})
 	}
@@ -758,11 +775,11 @@ func (d *Detector) checkOpen(t time.Time) {
 	// Dictionary or leak? Compare the dictionary evidence of the
 	// campaigns behind the excess with its first spams.
 	seen := map[string]bool{}
-	ev := 0
+	ev := 0.0
 	for _, f := range d.run {
 		if k := f.mi.dictKey; !seen[k] {
 			seen[k] = true
-			ev += d.dictGroups[k] + d.prevDictGroups[k]
+			ev += d.dictGroups[k]
 		}
 	}
 	// The excess starts after the run's lowest point: the change point
@@ -775,10 +792,19 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	run := d.run[first:]
 	kind := KindSurge
-	if float64(ev) >= obs {
+	if ev >= obs {
 		kind = KindDictionary
 	}
-	if d.open[kind] != nil {
+	if in := d.open[kind]; in != nil {
+		// The excess belongs to the open incident of its kind.
+		for _, f := range run {
+			in.add(f.id, f.mi, f.dormant)
+			in.Observed++
+		}
+		in.DictionaryEvidence = max(in.DictionaryEvidence, int(ev))
+		in.UpdatedAt = t
+		d.s, d.run, d.runExp = 0, d.run[:0], 0
+		d.dirtyMeta = true
 		return
 	}
 	d.st.Seq++
@@ -792,7 +818,7 @@ func (d *Detector) checkOpen(t time.Time) {
 		Trigger:            trigger,
 		Expected:           d.runExp,
 		Score:              score,
-		DictionaryEvidence: ev,
+		DictionaryEvidence: int(ev),
 	}
 	// Expected from the start on: the run's share of its exposure.
 	in.Expected = d.runExp * float64(len(run)) / obs
@@ -801,6 +827,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	in.Observed = float64(len(run))
 	d.open[kind] = in
+	d.resolveS = 0
 	d.lastUpd[kind] = t
 	d.m.active.WithLabelValues(kind).Set(1)
 	d.m.incidents.WithLabelValues(kind).Inc()
@@ -812,7 +839,7 @@ func (d *Detector) checkOpen(t time.Time) {
 
 func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 	d.m.dictionary.Add(float64(n))
-	d.dictGroups[mi.dictKey] += n
+	d.dictGroups[mi.dictKey] += float64(n)
 	d.hrDict += float64(n)
 	d.ring[d.minIdx%ringLen].d += float64(n)
 	if d.st.Warm || d.open[KindDictionary] != nil {
@@ -881,8 +908,11 @@ func (d *Detector) checkResolve(t time.Time) {
 			}
 			quiet = c < d.o.DictMin/2 && c < 5*d.st.DictRate
 		} else {
-			c, e := d.window(quietWindow)
-			quiet = c <= 1.5*e+3
+			// Evidence that the rate is back, or, where the base
+			// rate is too low to gather that evidence soon, half a
+			// day without excess.
+			c, e := d.window(12 * 60)
+			quiet = d.resolveS >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
 		}
 		if !quiet {
 			continue

@@ -209,7 +209,7 @@ func TestLeakOpensAndResolves(t *testing.T) {
 		t.Fatalf("plaintext address in incident JSON: %s", b)
 	}
 	// Quiet again: resolved after the quiet window, once.
-	h.tick(leakStart.Add(4 * time.Hour))
+	h.tick(leakStart.Add(13 * time.Hour))
 	if r := h.events("resolved"); len(r) != 1 || r[0].ID != in.ID || r[0].ResolvedAt == nil {
 		t.Fatalf("resolved events: %+v", r)
 	}
