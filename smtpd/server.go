@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log"
 	"net"
 	"net/netip"
 	"sync"
@@ -129,13 +130,15 @@ type Server struct {
 	log        *zap.Logger
 	metrics    *metrics
 	classifier *verdict.Classifier
-	smtp       *smtp.Server
+	goSMTPLog  *log.Logger
 
 	ln       net.Listener
-	xforward bool // offer XFORWARD to clients (the next hop takes it)
+	caps     atomic.Pointer[caps]
+	conns    sync.WaitGroup
 	drain    atomic.Bool
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	live     map[*countedConn]struct{}
 }
 
 // New checks the options and builds a Server; it does not listen yet.
@@ -147,7 +150,9 @@ func New(opts Options) (*Server, error) {
 		metrics:    newMetrics(opts.Registerer),
 		classifier: opts.Classifier,
 		sessions:   map[*session]struct{}{},
+		live:       map[*countedConn]struct{}{},
 	}
+	s.goSMTPLog = zap.NewStdLog(s.log.Named("go-smtp"))
 	if s.classifier == nil {
 		c, err := verdict.New(nil)
 		if err != nil {
@@ -177,25 +182,88 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// caps is what we advertise, learnt from the next hop.
+type caps struct {
+	probed                          bool
+	size                            int64
+	utf8, dsn, requiretls, xforward bool
+}
+
 // probe learns what the next hop offers, so we advertise SIZE, SMTPUTF8,
-// DSN and REQUIRETLS only as far as it supports them. go-smtp advertises
-// from Server fields read at every EHLO, so they are fixed before serving;
-// when the next hop cannot be reached at start, the conservative set is
-// used until restart and a warning says so.
-func (s *Server) probe(ctx context.Context) (size int64, utf8, dsn, requiretls, xforward bool) {
+// DSN, REQUIRETLS and XFORWARD only as far as it supports them.
+func (s *Server) probe(ctx context.Context) (caps, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Downstream.ConnectTimeout)
 	defer cancel()
 	ds, err := dialDownstream(ctx, s.opts.Downstream)
 	if err != nil {
-		s.log.Warn("next hop unreachable at start; advertising only PIPELINING, 8BITMIME, SIZE until restart", zap.String("address", s.opts.Downstream.Address), zap.Error(err))
-		return s.opts.MaxMessageBytes, false, false, false, false
+		return caps{size: s.opts.MaxMessageBytes}, err
 	}
 	defer ds.quit()
-	size = s.opts.MaxMessageBytes
-	if n := ds.maxSize(); n > 0 && n < size {
-		size = n
+	c := caps{probed: true, size: s.opts.MaxMessageBytes}
+	if n := ds.maxSize(); n > 0 && n < c.size {
+		c.size = n
 	}
-	return size, ds.has("SMTPUTF8"), ds.has("DSN"), ds.has("REQUIRETLS") && ds.tls, ds.has("XFORWARD")
+	c.utf8, c.dsn, c.xforward = ds.has("SMTPUTF8"), ds.has("DSN"), ds.has("XFORWARD") && s.opts.XForward
+	c.requiretls = ds.has("REQUIRETLS") && ds.tls && s.opts.TLSConfig != nil
+	return c, nil
+}
+
+// reprobeEvery is how often the next hop's extensions are checked again
+// (sooner while it cannot be reached).
+const (
+	reprobeEvery      = 5 * time.Minute
+	reprobeWhenFailed = 2 * time.Second
+)
+
+// watchCaps keeps s.caps current. go-smtp reads what to advertise from its
+// Server, so each connection gets its own go-smtp Server built from the
+// caps of the moment: a next hop that was down when we started, or that
+// gained or lost an extension, is followed without a restart.
+func (s *Server) watchCaps(ctx context.Context, err error) {
+	warned := err != nil // Serve has said so already
+	for {
+		wait := reprobeEvery
+		if err != nil {
+			wait = reprobeWhenFailed
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		var c caps
+		c, err = s.probe(ctx)
+		if err != nil {
+			if !warned {
+				s.log.Warn("next hop unreachable; checking again every 2s", zap.String("address", s.opts.Downstream.Address), zap.Error(err))
+				warned = true
+			}
+			if old := s.caps.Load(); old != nil && old.probed {
+				c = *old // keep what we knew
+			}
+		} else if old := s.caps.Load(); old == nil || *old != c {
+			s.log.Info("next hop extensions", zap.Int64("size", c.size), zap.Bool("smtputf8", c.utf8), zap.Bool("dsn", c.dsn), zap.Bool("requiretls", c.requiretls), zap.Bool("xforward", c.xforward))
+			warned = false
+		}
+		s.caps.Store(&c)
+	}
+}
+
+func (s *Server) goSMTP(c *caps) *smtp.Server {
+	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
+	srv.Domain = s.opts.Hostname
+	srv.LMTP = s.opts.LMTP
+	srv.MaxMessageBytes = c.size
+	srv.MaxRecipients = s.opts.MaxRecipients
+	srv.MaxLineLength = s.opts.MaxLineLength
+	srv.ReadTimeout = s.opts.ReadTimeout
+	srv.WriteTimeout = s.opts.WriteTimeout
+	srv.TLSConfig = s.opts.TLSConfig
+	srv.EnableSMTPUTF8 = c.utf8
+	srv.EnableDSN = c.dsn
+	srv.EnableREQUIRETLS = c.requiretls
+	srv.ErrorLog = s.goSMTPLog
+	return srv
 }
 
 // Serve runs until ctx is cancelled, then shuts down gracefully: it stops
@@ -206,27 +274,34 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.ln == nil {
 		return errors.New("smtpd: Serve before Listen")
 	}
-	size, utf8, dsn, requiretls, xf := s.probe(ctx)
-	s.xforward = xf && s.opts.XForward
-
-	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
-	srv.Domain = s.opts.Hostname
-	srv.LMTP = s.opts.LMTP
-	srv.MaxMessageBytes = size
-	srv.MaxRecipients = s.opts.MaxRecipients
-	srv.MaxLineLength = s.opts.MaxLineLength
-	srv.ReadTimeout = s.opts.ReadTimeout
-	srv.WriteTimeout = s.opts.WriteTimeout
-	srv.TLSConfig = s.opts.TLSConfig
-	srv.EnableSMTPUTF8 = utf8
-	srv.EnableDSN = dsn
-	srv.EnableREQUIRETLS = requiretls && s.opts.TLSConfig != nil
-	srv.ErrorLog = zap.NewStdLog(s.log.Named("go-smtp"))
-	s.smtp = srv
+	pctx, stopProbe := context.WithCancel(context.Background())
+	defer stopProbe()
+	first, err := s.probe(ctx)
+	if err != nil {
+		s.log.Warn("next hop unreachable; advertising only PIPELINING, 8BITMIME, SIZE until it answers", zap.String("address", s.opts.Downstream.Address), zap.Error(err))
+	}
+	s.caps.Store(&first)
+	go s.watchCaps(pctx, err)
 
 	ln := &guardListener{Listener: s.ln, s: s}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				errc <- err
+				return
+			}
+			s.conns.Add(1)
+			go func() {
+				defer s.conns.Done()
+				// One go-smtp server per connection, built from the
+				// current caps; Serve returns when the connection ends.
+				one := &oneConnListener{c: c.(*countedConn), addr: s.ln.Addr()}
+				s.goSMTP(s.caps.Load()).Serve(one)
+			}()
+		}
+	}()
 	s.log.Info("listening", zap.String("address", s.ln.Addr().String()), zap.Bool("lmtp", s.opts.LMTP), zap.String("next_hop", s.opts.Downstream.Address))
 
 	select {
@@ -234,16 +309,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
+	s.ln.Close()
+	<-errc
 	return s.shutdown()
 }
 
 func (s *Server) shutdown() error {
 	s.drain.Store(true)
 	s.log.Info("shutting down: finishing transactions in flight", zap.Duration("deadline", s.opts.ShutdownTimeout))
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.smtp.Shutdown(ctx) }()
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	deadline := time.After(s.opts.ShutdownTimeout)
 	// Idle sessions are told 421 at once; busy ones when their
 	// transaction ends (session.setInTx). Repeat in case a kick raced
 	// with go-smtp re-arming its read deadline.
@@ -252,16 +328,26 @@ func (s *Server) shutdown() error {
 	for {
 		s.kickIdle()
 		select {
-		case err := <-done:
-			if err == nil || errors.Is(err, smtp.ErrServerClosed) {
-				s.log.Info("all sessions finished")
-				return nil
-			}
+		case <-done:
+			s.log.Info("all sessions finished")
+			return nil
+		case <-deadline:
 			s.log.Warn("shutdown deadline passed; closing remaining sessions")
-			s.smtp.Close()
+			s.closeAll()
+			<-done
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// closeAll closes every client connection; their transactions are
+// aborted (the next hop never gets the final dot) and senders retry.
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.live {
+		c.Conn.Close()
 	}
 }
 
@@ -309,29 +395,38 @@ type guardListener struct {
 
 func (l *guardListener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		conn, err := l.Listener.Accept()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
 			return nil, err
 		}
 		m := l.s.metrics
-		if !l.allowed(c.RemoteAddr()) {
+		if !l.allowed(conn.RemoteAddr()) {
 			m.sessionsRefused.WithLabelValues("allow_from").Inc()
-			l.s.log.Warn("connection refused: client not in smtp.allow_from", zap.String("client", c.RemoteAddr().String()))
-			go refuse(c, "554 5.7.1 Access denied\r\n")
+			l.s.log.Warn("connection refused: client not in smtp.allow_from", zap.String("client", conn.RemoteAddr().String()))
+			go refuse(conn, "554 5.7.1 Access denied\r\n")
 			continue
 		}
 		if l.active.Load() >= int64(l.s.opts.MaxConnections) {
 			m.sessionsRefused.WithLabelValues("max_connections").Inc()
-			go refuse(c, "421 4.4.5 Too many connections, try again later\r\n")
+			go refuse(conn, "421 4.4.5 Too many connections, try again later\r\n")
 			continue
 		}
 		l.active.Add(1)
 		m.sessionsActive.Inc()
 		m.sessionsTotal.Inc()
-		if l.s.xforward {
-			c = newXFConn(c)
+		if c := l.s.caps.Load(); c != nil && c.xforward {
+			conn = newXFConn(conn)
 		}
-		return &countedConn{Conn: c, l: l}, nil
+		cc := &countedConn{Conn: conn, l: l, closed: make(chan struct{})}
+		l.s.mu.Lock()
+		l.s.live[cc] = struct{}{}
+		l.s.mu.Unlock()
+		return cc, nil
 	}
 }
 
@@ -357,14 +452,39 @@ func refuse(c net.Conn, reply string) {
 
 type countedConn struct {
 	net.Conn
-	l    *guardListener
-	once sync.Once
+	l      *guardListener
+	once   sync.Once
+	closed chan struct{}
 }
 
 func (c *countedConn) Close() error {
 	c.once.Do(func() {
 		c.l.active.Add(-1)
 		c.l.s.metrics.sessionsActive.Dec()
+		c.l.s.mu.Lock()
+		delete(c.l.s.live, c)
+		c.l.s.mu.Unlock()
+		close(c.closed)
 	})
 	return c.Conn.Close()
 }
+
+// oneConnListener hands one connection to a go-smtp Server, then makes its
+// accept loop return once that connection is closed.
+type oneConnListener struct {
+	c    *countedConn
+	addr net.Addr
+	used bool
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if !l.used {
+		l.used = true
+		return l.c, nil
+	}
+	<-l.c.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.addr }

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"net"
 	"strings"
 	"testing"
 )
@@ -79,5 +80,44 @@ func TestXForwardWithBDAT(t *testing.T) {
 	txs := hop.transactions()
 	if len(txs) != 2 || strings.Join(txs[0].XForward, " ") != "ADDR=192.0.2.7" || len(txs[1].XForward) != 0 {
 		t.Fatalf("XFORWARD at hop: %+v", txs)
+	}
+}
+
+// A next hop that is down when we start is probed again; once it answers,
+// new sessions are offered what it supports (here SMTPUTF8 and XFORWARD).
+func TestCapsFollowAHopThatComesUpLater(t *testing.T) {
+	hop := newFakeHop(t, false)
+	addr := hop.addr()
+	hop.ln.Close()
+	p := newTestProxy(t, addr, nil)
+	c := dial(t, p.addr)
+	if kws := c.ehloKeywordsAfterGreeting("EHLO"); contains(kws, "SMTPUTF8") {
+		t.Fatalf("SMTPUTF8 offered before the hop was ever seen: %q", kws)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot reuse %s: %v", addr, err)
+	}
+	hop2 := newFakeHop(t, false)
+	hop2.ln.Close()
+	hop2.ln = ln
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go hop2.serve(conn, make(chan struct{}))
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	eventually(t, "re-probe", func() bool {
+		c := p.caps.Load()
+		return c != nil && c.probed
+	})
+	c2 := dial(t, p.addr)
+	kws := c2.ehloKeywordsAfterGreeting("EHLO")
+	if !contains(kws, "SMTPUTF8") || !contains(kws, "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE") {
+		t.Fatalf("after the hop came up, EHLO offers %q", kws)
 	}
 }
