@@ -47,6 +47,9 @@ type fakeHop struct {
 	// wait until the test ends.
 	reply func(cmd, arg string, idx int) string
 	conns int
+	// discard makes the hop count body bytes instead of keeping them,
+	// reading with a fixed buffer (for memory tests).
+	discard bool
 }
 
 func newFakeHop(t *testing.T, lmtp bool) *fakeHop {
@@ -242,6 +245,18 @@ func (h *fakeHop) serve(c net.Conn, done chan struct{}) {
 			}
 			if !say("354 End data with <CR><LF>.<CR><LF>") {
 				return
+			}
+			if h.discard {
+				n, ok := discardBody(r)
+				h.mu.Lock()
+				tx.Data = []byte(fmt.Sprint(n))
+				tx.Complete = ok
+				h.mu.Unlock()
+				if !ok || !say("250 2.0.0 Ok: counted") {
+					return
+				}
+				tx = nil
+				continue
 			}
 			var data []byte
 			for {
@@ -507,4 +522,26 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 
 func dialMaybe(addr string) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, time.Second)
+}
+
+// discardBody reads a dot-terminated body without keeping it.
+func discardBody(r *bufio.Reader) (int64, bool) {
+	var n int64
+	bol := true
+	for {
+		line, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			n += int64(len(line))
+			bol = false
+			continue
+		}
+		if err != nil {
+			return n, false
+		}
+		if bol && string(line) == ".\r\n" {
+			return n, true
+		}
+		n += int64(len(line))
+		bol = true
+	}
 }

@@ -1,6 +1,9 @@
 package smtpd
 
 import (
+	"bytes"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -425,4 +428,41 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("Serve did not return after the last session")
 	}
 	p.done <- nil // for the cleanup
+}
+
+// The body is streamed: relaying a 64 MiB message allocates a small,
+// fixed amount, not the message.
+func TestBodyIsStreamedNotBuffered(t *testing.T) {
+	hop := newFakeHop(t, false)
+	hop.discard = true
+	hop.setExt([]string{"PIPELINING", "8BITMIME"}) // no SIZE limit of its own
+	p := newTestProxy(t, hop.addr(), func(o *Options) { o.MaxMessageBytes = 100 << 20 })
+	c := dial(t, p.addr)
+	c.hello("EHLO")
+	c.expect("MAIL FROM:<a@example.org>", "250 ")
+	c.expect("RCPT TO:<b@isp.example>", "250 ")
+	c.expect("DATA", "354 ")
+	line := []byte(strings.Repeat("x", 998) + "\r\n")
+	block := bytes.Repeat(line, 64) // 64 KB
+	const size = 64 << 20
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c.send("Subject: big\r\n\r\n")
+	sent := 0
+	for ; sent < size; sent += len(block) {
+		if _, err := c.c.Write(block); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.send(".\r\n")
+	c.expect("", "250 2.0.0 Ok: counted")
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("relaying %d MiB allocated %d MiB: the body is being buffered", size>>20, alloc>>20)
+	}
+	txs := hop.completed()
+	if want := fmt.Sprint(sent + len("Subject: big\r\n\r\n")); len(txs) != 1 || string(txs[0].Data) != want {
+		t.Fatalf("hop counted %v, want one message of %s bytes", txs, want)
+	}
 }
