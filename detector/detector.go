@@ -683,10 +683,11 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dor
 	d.atRisk--
 	d.m.atRisk.Set(float64(d.atRisk))
 	d.m.firstSpam.Inc()
+	counted := g.counted < perCampaign || novel(g, d.prevGroups[mi.dictKey])
 	if d.o.Trace != nil {
-		d.o.Trace(t, id, d.atRisk)
+		d.o.Trace(t, id, d.atRisk, counted)
 	}
-	if g.counted >= perCampaign && !novel(g, d.prevGroups[mi.dictKey]) {
+	if !counted {
 		return
 	}
 	g.counted++

@@ -53,8 +53,9 @@ type Options struct {
 	// RateOverride, when set, replaces the learned expected rate (first
 	// spams per at-risk address-hour at t): the oracle of bench/detection.
 	RateOverride func(t time.Time) float64
-	// Trace, when set, sees every first spam of an at-risk address.
-	Trace func(t time.Time, id addr.ID, atRisk int)
+	// Trace, when set, sees every first spam of an at-risk address, and
+	// whether it fed the statistics (see perCampaign).
+	Trace func(t time.Time, id addr.ID, atRisk int, counted bool)
 }
 
 func (o *Options) fill() error {
