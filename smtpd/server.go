@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log"
 	"net"
 	"net/netip"
@@ -134,6 +135,8 @@ type Server struct {
 
 	ln       net.Listener
 	caps     atomic.Pointer[caps]
+	probeErr atomic.Pointer[error] // last probe's failure, nil when it answered
+	reprobe  chan struct{}         // a session saw the next hop fail: check now
 	conns    sync.WaitGroup
 	drain    atomic.Bool
 	mu       sync.Mutex
@@ -151,6 +154,7 @@ func New(opts Options) (*Server, error) {
 		classifier: opts.Classifier,
 		sessions:   map[*session]struct{}{},
 		live:       map[*countedConn]struct{}{},
+		reprobe:    make(chan struct{}, 1),
 	}
 	s.goSMTPLog = zap.NewStdLog(s.log.Named("go-smtp"))
 	if s.classifier == nil {
@@ -230,9 +234,11 @@ func (s *Server) watchCaps(ctx context.Context, err error) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-s.reprobe:
 		}
 		var c caps
 		c, err = s.probe(ctx)
+		s.setProbeErr(err)
 		if err != nil {
 			if !warned {
 				s.log.Warn("next hop unreachable; checking again every 2s", zap.String("address", s.opts.Downstream.Address), zap.Error(err))
@@ -247,6 +253,40 @@ func (s *Server) watchCaps(ctx context.Context, err error) {
 		}
 		s.caps.Store(&c)
 	}
+}
+
+func (s *Server) setProbeErr(err error) {
+	if err == nil {
+		s.probeErr.Store(nil)
+		return
+	}
+	s.probeErr.Store(&err)
+}
+
+// nextHopFailed is called by sessions that could not reach the next hop:
+// readiness changes at once and the next check comes now.
+func (s *Server) nextHopFailed(err error) {
+	s.setProbeErr(err)
+	select {
+	case s.reprobe <- struct{}{}:
+	default:
+	}
+}
+
+// Ready reports why the mail path cannot work now: the next hop did not
+// answer the last check (every 2 s while failing, at once when a session
+// could not connect, else every 5 min). nil when it can.
+func (s *Server) Ready() error {
+	if s.caps.Load() == nil {
+		return errors.New("smtp proxy not started")
+	}
+	if p := s.probeErr.Load(); p != nil {
+		return fmt.Errorf("next hop %s unreachable: %v", s.opts.Downstream.Address, *p)
+	}
+	if s.draining() {
+		return errors.New("shutting down")
+	}
+	return nil
 }
 
 func (s *Server) goSMTP(c *caps) *smtp.Server {
@@ -277,6 +317,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	pctx, stopProbe := context.WithCancel(context.Background())
 	defer stopProbe()
 	first, err := s.probe(ctx)
+	s.setProbeErr(err)
 	if err != nil {
 		s.log.Warn("next hop unreachable; advertising only PIPELINING, 8BITMIME, SIZE until it answers", zap.String("address", s.opts.Downstream.Address), zap.Error(err))
 	}

@@ -126,6 +126,9 @@ func (s *session) fail(stage string, err error) *smtp.SMTPError {
 		s.srv.metrics.downstreamFails.WithLabelValues(de.reason).Inc()
 		s.log.Warn("next hop failed", zap.String("stage", stage), zap.String("reason", de.reason), zap.Error(de.err))
 		s.dropDownstream()
+		if stage == "connect" {
+			s.srv.nextHopFailed(de)
+		}
 	}
 	var re *ReplyError
 	if errors.As(err, &re) && re.Reply.Code == 421 {

@@ -121,3 +121,16 @@ func TestCapsFollowAHopThatComesUpLater(t *testing.T) {
 		t.Fatalf("after the hop came up, EHLO offers %q", kws)
 	}
 }
+
+func TestReadyFollowsTheNextHop(t *testing.T) {
+	hop := newFakeHop(t, false)
+	p := newTestProxy(t, hop.addr(), nil)
+	eventually(t, "ready", func() bool { return p.Ready() == nil })
+	hop.ln.Close()
+	c := dial(t, p.addr)
+	c.hello("EHLO")
+	c.expect("MAIL FROM:<a@example.org>", "451 4.4.1 ")
+	if err := p.Ready(); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("Ready() = %v after a failed connect", err)
+	}
+}

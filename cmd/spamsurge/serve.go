@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		httpErr = api.Serve(hctx, hln, api.Handler(api.Options{Gatherer: reg, Logger: log.Named("http")}))
+		httpErr = api.Serve(hctx, hln, api.Handler(api.Options{Gatherer: reg, Logger: log.Named("http"), Ready: proxy.Ready}))
 	}()
 	go func() {
 		defer wg.Done()
