@@ -172,6 +172,7 @@ func (s *sink) messages(t *testing.T) []string {
 type daemon struct {
 	*proc
 	smtp, http string
+	dir        string // holds the config, the store and its key
 }
 
 // conf adds lines to the daemon's config sections.
@@ -183,6 +184,7 @@ func startDaemon(t *testing.T, downstream string, c conf) *daemon {
 	t.Helper()
 	d := &daemon{smtp: freePort(t), http: freePort(t)}
 	dir := t.TempDir()
+	d.dir = dir
 	cfg := fmt.Sprintf(`smtp:
   listen: %s
   hostname: proxy.test

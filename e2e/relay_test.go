@@ -66,11 +66,40 @@ func TestSwaksThroughProxyToSmtpSinkByteForByte(t *testing.T) {
 	if v := d.metric(t, `spamsurge_recipients_total{result="accepted"}`); v != 2 {
 		t.Errorf("accepted recipients = %v, want 2", v)
 	}
-	// No plaintext address may appear in logs.
-	for _, a := range []string{"alice@isp.example", "bob@isp.example", "sender@example.org"} {
+	// The detector saw both recipients.
+	deadline := time.Now().Add(10 * time.Second)
+	for d.metric(t, "spamsurge_recipients_tracked") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("detector tracks %v recipients, want 2", d.metric(t, "spamsurge_recipients_tracked"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Stop it (flushing the store), then: no plaintext address in the
+	// logs, the store or anything else the daemon wrote.
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.cmd.Wait()
+	addrs := []string{"alice@isp.example", "bob@isp.example", "sender@example.org"}
+	for _, a := range addrs {
 		if strings.Contains(d.out.String(), a) {
 			t.Errorf("log contains the address %s", a)
 		}
+	}
+	files := 0
+	filepath.Walk(d.dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return nil
+		}
+		files++
+		b, _ := os.ReadFile(path)
+		for _, a := range addrs {
+			if strings.Contains(string(b), a) {
+				t.Errorf("%s contains the plaintext address %s", path, a)
+			}
+		}
+		return nil
+	})
+	if files < 3 {
+		t.Errorf("only %d files under %s: did the store get written?", files, d.dir)
 	}
 }
 

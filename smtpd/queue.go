@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -36,14 +37,23 @@ func (q *Queue) Observe(o detector.Observation) {
 	}
 }
 
-// Run hands queued observations to consume, one at a time, until ctx is
+// Run hands queued observations to consume, one at a time, and calls tick
+// every interval (when both are set), all from one goroutine, until ctx is
 // done; then it drains what is left and returns.
-func (q *Queue) Run(ctx context.Context, consume func(detector.Observation)) {
+func (q *Queue) Run(ctx context.Context, consume func(detector.Observation), tick func(time.Time), interval time.Duration) {
+	var tc <-chan time.Time
+	if tick != nil && interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tc = t.C
+	}
 	for {
 		select {
 		case o := <-q.ch:
 			q.queued.Dec()
 			consume(o)
+		case now := <-tc:
+			tick(now)
 		case <-ctx.Done():
 			for {
 				select {

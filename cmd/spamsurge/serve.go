@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -71,11 +72,30 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return err
 	}
 	queue := proxy.NewQueue(cfg.Detector.QueueSize)
-	// Until the detector is wired in, observations are logged at debug
-	// level (recipient counts only: no addresses in logs).
-	obsLog := log.Named("observations")
+
+	// The detector fails open: without it (a corrupt store, an unreadable
+	// key) mail still flows, the reason is logged and /readyz says it.
+	dlog := log.Named("detector")
+	det, detErr := detector.Open(cfg, reg, dlog)
+	if detErr != nil {
+		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
+	}
 	consume := func(o detector.Observation) {
-		obsLog.Debug("observation", zap.Int("rcpt", len(o.Rcpt)), zap.Int("rejected", len(o.Rejected)), zap.Bool("spam", o.Spam))
+		dlog.Debug("observation", zap.Int("rcpt", len(o.Rcpt)), zap.Int("rejected", len(o.Rejected)), zap.Bool("spam", o.Spam))
+		if det != nil {
+			logEvents(dlog, det.Observe(o))
+		}
+	}
+	tick := func(now time.Time) {
+		if det != nil {
+			logEvents(dlog, det.Tick(now.UTC()))
+		}
+	}
+	ready := func() error {
+		if detErr != nil {
+			return fmt.Errorf("detector unavailable: %w", detErr)
+		}
+		return proxy.Ready()
 	}
 	if err := proxy.Listen(); err != nil {
 		return fmt.Errorf("smtp.listen: %w", err)
@@ -95,19 +115,46 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		httpErr = api.Serve(hctx, hln, api.Handler(api.Options{Gatherer: reg, Logger: log.Named("http"), Ready: proxy.Ready}))
+		httpErr = api.Serve(hctx, hln, api.Handler(api.Options{Gatherer: reg, Logger: log.Named("http"), Ready: ready}))
 	}()
 	go func() {
 		defer wg.Done()
-		queue.Run(hctx, consume)
+		queue.Run(hctx, consume, tick, 10*time.Second)
 	}()
 	err = proxy.Serve(ctx)
 	hcancel()
 	wg.Wait()
+	if det != nil {
+		// Flush the state transitions not yet written.
+		if cerr := det.Close(); cerr != nil {
+			dlog.Error("closing the store", zap.Error(cerr))
+		}
+	}
 	if err == nil && httpErr != nil && !errors.Is(httpErr, net.ErrClosed) {
 		err = httpErr
 	}
 	return err
+}
+
+// logEvents writes one line per incident event: ids, counts and campaign
+// keys, never an address.
+func logEvents(log *zap.Logger, evs []detector.Event) {
+	for _, ev := range evs {
+		fields := []zap.Field{
+			zap.String("event", ev.Event), zap.String("id", ev.ID), zap.String("kind", ev.Kind),
+			zap.Int("recipients", ev.Recipients), zap.Float64("observed", ev.Observed),
+			zap.Float64("expected", ev.Expected), zap.Float64("score", ev.Score),
+			zap.Time("started_at", ev.StartedAt), zap.String("trigger", ev.Trigger),
+			zap.Float64("dormant_share", ev.DormantShare),
+		}
+		if c := ev.Campaigns.SenderDomain; len(c) > 0 {
+			fields = append(fields, zap.String("top_sender_domain", c[0].Key), zap.Float64("top_sender_domain_share", c[0].Share))
+		}
+		if c := ev.Campaigns.ClientNetwork; len(c) > 0 {
+			fields = append(fields, zap.String("top_client_network", c[0].Key))
+		}
+		log.Warn("incident", fields...)
+	}
 }
 
 // smtpOptions turns the config into proxy options.
