@@ -1,5 +1,8 @@
-// Package api serves spamsurge's HTTP endpoints: Prometheus metrics, health
-// and readiness. It only reads state others own; it never touches mail.
+// Package api serves spamsurge's HTTP endpoints: Prometheus metrics, health,
+// readiness and the /api/v1 incident and observation API (CONTRACT.md). It
+// reads snapshots others own and hands observations to the detector's
+// queue; it never touches mail. It never returns a plaintext address: the
+// detector holds none.
 package api
 
 import (
@@ -12,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/detector"
 )
 
 // Options configure the handler.
@@ -20,6 +25,15 @@ type Options struct {
 	// Ready reports why the daemon cannot do its job (nil when it can).
 	Ready  func() error
 	Logger *zap.Logger
+
+	// Token guards /api/ (Authorization: Bearer); empty means the API
+	// answers loopback clients only.
+	Token string
+	// Incidents returns a snapshot of the open and recent incidents.
+	Incidents func() []detector.Incident
+	// Submit hands observations to the detector, or returns ErrBusy.
+	Submit       func([]detector.Observation) error
+	MaxBodyBytes int64
 }
 
 // Handler builds the HTTP routes.
@@ -41,6 +55,7 @@ func Handler(o Options) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	o.apiRoutes(mux)
 	return mux
 }
 

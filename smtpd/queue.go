@@ -67,3 +67,17 @@ func (q *Queue) Run(ctx context.Context, consume func(detector.Observation), tic
 		}
 	}
 }
+
+// Submit enqueues observations for callers that can wait (the HTTP API),
+// giving up when ctx ends; unlike Observe it never drops silently.
+func (q *Queue) Submit(ctx context.Context, obs []detector.Observation) error {
+	for _, o := range obs {
+		select {
+		case q.ch <- o:
+			q.queued.Inc()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

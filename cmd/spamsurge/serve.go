@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,18 +82,54 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if detErr != nil {
 		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
 	}
+	// The detector is used from the queue's goroutine only; the API
+	// reads the incident snapshot published after every change.
+	var snapshot atomic.Pointer[[]detector.Incident]
+	publish := func(evs []detector.Event) {
+		if len(evs) > 0 || snapshot.Load() == nil {
+			in := det.Incidents()
+			snapshot.Store(&in)
+		}
+		logEvents(dlog, evs)
+	}
 	consume := func(o detector.Observation) {
 		dlog.Debug("observation", zap.Int("rcpt", len(o.Rcpt)), zap.Int("rejected", len(o.Rejected)), zap.Bool("spam", o.Spam))
 		if det != nil {
-			logEvents(dlog, det.Observe(o))
+			publish(det.Observe(o))
 		}
 	}
 	tick := func(now time.Time) {
 		if det != nil {
-			logEvents(dlog, det.Tick(now.UTC()))
+			publish(det.Tick(now.UTC()))
 		}
 	}
-	ready := func() error {
+	if det != nil {
+		publish(nil)
+	}
+	token, err := readToken(cfg.HTTP.TokenFile)
+	if err != nil {
+		return err
+	}
+	apiOpts := api.Options{
+		Gatherer: reg, Logger: log.Named("http"), Token: token,
+		Incidents: func() []detector.Incident {
+			if p := snapshot.Load(); p != nil {
+				return *p
+			}
+			return nil
+		},
+	}
+	if det != nil {
+		apiOpts.Submit = func(obs []detector.Observation) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if queue.Submit(ctx, obs) != nil {
+				return api.ErrBusy
+			}
+			return nil
+		}
+	}
+	apiOpts.Ready = func() error {
 		if detErr != nil {
 			return fmt.Errorf("detector unavailable: %w", detErr)
 		}
@@ -115,7 +153,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		httpErr = api.Serve(hctx, hln, api.Handler(api.Options{Gatherer: reg, Logger: log.Named("http"), Ready: ready}))
+		httpErr = api.Serve(hctx, hln, api.Handler(apiOpts))
 	}()
 	go func() {
 		defer wg.Done()
@@ -134,6 +172,22 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		err = httpErr
 	}
 	return err
+}
+
+// readToken reads the API bearer token; an empty path means no token.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("http.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("http.token_file: %s is empty", path)
+	}
+	return tok, nil
 }
 
 // logEvents writes one line per incident event: ids, counts and campaign
