@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -439,6 +440,11 @@ func (c *Config) Validate() error {
 	checkHostPort("http.listen", c.HTTP.Listen)
 	if c.Store.Path == "" && c.Store.RedisURL == "" {
 		bad("store.path", "must be set when store.redis_url is empty")
+	}
+	if u := c.Alerting.AlertmanagerURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad("alerting.alertmanager_url", "%q is not an http(s) URL such as http://127.0.0.1:9093", u)
+		}
 	}
 	if c.Detector.QueueSize <= 0 {
 		bad("detector.queue_size", "must be positive")

@@ -67,6 +67,7 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"verdict:\n  headers:\n    - {name: X-A, pattern: \"(\"}\n", []string{"line 3", "verdict.headers[0].pattern"}},
 		{"verdict:\n  headers:\n    - {name: X-A}\n", []string{"line 3", "verdict.headers[0]"}},
 		{"http:\n  listen: nope\n", []string{"line 2", "http.listen"}},
+		{"alerting:\n  alertmanager_url: 127.0.0.1:9093\n", []string{"line 2", "alerting.alertmanager_url"}},
 		{"smtp: [1, 2]\n", []string{"line 1"}},
 	}
 	for _, tc := range cases {

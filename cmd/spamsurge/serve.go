@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/spamsurge/spamsurge/alert"
 	"github.com/spamsurge/spamsurge/api"
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/detector"
@@ -84,11 +85,24 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	// The detector is used from the queue's goroutine only; the API
 	// reads the incident snapshot published after every change.
+	var pusher *alert.Pusher
+	if cfg.Alerting.AlertmanagerURL != "" {
+		pusher, err = alert.New(alert.Options{
+			URL: cfg.Alerting.AlertmanagerURL, Logger: log, Registerer: reg,
+			APIURL: "http://" + cfg.HTTP.Listen,
+		})
+		if err != nil {
+			return err
+		}
+	}
 	var snapshot atomic.Pointer[[]detector.Incident]
 	publish := func(evs []detector.Event) {
 		if len(evs) > 0 || snapshot.Load() == nil {
 			in := det.Incidents()
 			snapshot.Store(&in)
+			if pusher != nil {
+				pusher.Update(in)
+			}
 		}
 		logEvents(dlog, evs)
 	}
@@ -150,6 +164,13 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	defer hcancel()
 	var wg sync.WaitGroup
 	var httpErr error
+	if pusher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pusher.Run(hctx)
+		}()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
