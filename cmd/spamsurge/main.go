@@ -26,6 +26,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"serve":    {"run the proxy, the detector and the HTTP endpoints", runServe},
 		"version":  {"print the version", runVersion},
+		"demo":     {"watch a leak being caught: self-contained, about a minute", runDemo},
 		"replay":   {"feed recorded observations through the detector (bootstraps the store)", runReplay},
 		"simulate": {"write a synthetic observation stream with a known truth", runSimulate},
 	}
