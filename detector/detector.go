@@ -384,7 +384,6 @@ func (d *Detector) Observe(o Observation) []Event {
 			d.dictEvidence(t, info(), dict)
 		}
 	}
-	d.m.tracked.Set(float64(len(d.tab)))
 	d.maybeFlush(t, false)
 	return d.out
 }
@@ -413,6 +412,7 @@ func (d *Detector) Tick(now time.Time) []Event {
 // Close writes all pending state durably (and closes the store if Open
 // opened it). The Detector must not be used afterwards.
 func (d *Detector) Close() error {
+	d.gauges()
 	d.dirtyMeta = d.started || d.dirtyMeta
 	err := d.maybeFlush(d.clock, true)
 	if d.closer != nil {
@@ -572,8 +572,15 @@ func (d *Detector) advance(t time.Time) {
 			d.onMinute(next, m)
 		}
 	}
+}
+
+// gauges publishes the slowly changing state (once a simulated minute and
+// on Close, not per observation: the hot path stays free of atomics).
+func (d *Detector) gauges() {
 	d.m.score.Set(d.s / d.o.Threshold)
 	d.m.expected.Set(d.rate(d.clock) * float64(d.atRisk))
+	d.m.tracked.Set(float64(len(d.tab)))
+	d.m.atRisk.Set(float64(d.atRisk))
 }
 
 func (d *Detector) onMinute(t time.Time, m int64) {
@@ -593,6 +600,7 @@ func (d *Detector) onMinute(t time.Time, m int64) {
 		d.onHour(t, h)
 	}
 	d.checkResolve(t)
+	d.gauges()
 }
 
 func (d *Detector) onHour(t time.Time, h int64) {
@@ -681,7 +689,6 @@ func (d *Detector) onHour(t time.Time, h int64) {
 // firstSpam handles the first spam of an at-risk address.
 func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dormant bool) {
 	d.atRisk--
-	d.m.atRisk.Set(float64(d.atRisk))
 	d.m.firstSpam.Inc()
 	counted := g.counted < perCampaign || novel(g, d.prevGroups[mi.dictKey])
 	if d.o.Trace != nil {
