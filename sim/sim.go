@@ -147,6 +147,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 	}
 	// Leaked lists are chosen at leak time among the addresses then
 	// tracked; see below.
+	var carry []msg
 	for day := 0; day < days; day++ {
 		dayStart := cfg.Start.Add(time.Duration(day) * 24 * time.Hour)
 		wd := dayStart.Weekday()
@@ -264,8 +265,16 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 				}
 			}
 		}
+		// Campaigns running past midnight carry over into the next day.
+		msgs = append(msgs, carry...)
 		slices.SortStableFunc(msgs, func(a, b msg) int { return a.t.Compare(b.t) })
+		dayEnd := dayStart.Add(24 * time.Hour)
+		carry = carry[:0]
 		for i := range msgs {
+			if !msgs[i].t.Before(dayEnd) && day < days-1 {
+				carry = append(carry, msgs[i])
+				continue
+			}
 			if err := enc.write(&msgs[i]); err != nil {
 				return nil, err
 			}

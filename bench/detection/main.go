@@ -33,7 +33,7 @@ func main() {
 	scen := flag.String("scenarios", "baseline,plusnet,drip", "comma-separated scenarios")
 	dir := flag.String("dir", os.TempDir(), "where the streams are written")
 	flag.Parse()
-	fmt.Printf("| scenario | seed | addresses | leak | detected after | started at − leak | leaked recipients found | false surge incidents | dictionary incidents | oracle delay | ratio |\n")
+	fmt.Printf("| scenario | seed | addresses | leak | detected after | started at − leak | leaked recipients found (first incident) | false surge incidents | dictionary incidents | oracle delay | ratio |\n")
 	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, s := range strings.Split(*scen, ",") {
 		if err := run(s, *seed, *n, *dir); err != nil {
@@ -122,10 +122,11 @@ func run(scenario string, seed uint64, n int, dir string) error {
 					match++
 				}
 			}
-			if leak != nil && match*2 >= in.Recipients && hit == nil {
-				hit = in
-			} else {
+			switch {
+			case leak == nil || match*2 < in.Recipients:
 				false_++
+			case hit == nil:
+				hit = in
 			}
 		}
 		if hit == nil {
