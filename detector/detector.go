@@ -106,6 +106,9 @@ type persisted struct {
 	PhiNum    float64     `json:"phi_num"`
 	PhiDen    float64     `json:"phi_den"`
 	Seq       int         `json:"seq"`
+	// Tracked sizes the table on load (a map grown key by key spends
+	// most of a restart rehashing).
+	Tracked int `json:"tracked"`
 }
 
 type bin struct {
@@ -201,6 +204,9 @@ func New(o Options) (*Detector, error) {
 				d.resolved = append(d.resolved, in)
 			}
 		}
+	}
+	if d.st.Tracked > 0 {
+		d.tab = make(map[uint64]store.Record, d.st.Tracked+d.st.Tracked/8)
 	}
 	warmupMin := uint32(o.Warmup / time.Minute)
 	clockMin := minutes(d.st.Clock)
@@ -458,6 +464,7 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 	}
 	if d.dirtyMeta {
 		d.st.Clock = d.clock
+		d.st.Tracked = len(d.tab)
 		b, _ := json.Marshal(&d.st)
 		d.batch.PutMeta(metaState, b)
 		all := append([]*Incident(nil), d.resolved...)

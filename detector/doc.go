@@ -27,16 +27,30 @@
 // changing population), λ the first-spam rate per at-risk address-hour and
 // s(t) a daily × weekly rhythm factor.
 //
+//   - Campaign clusters. Spam campaigns sweep lists, so one ordinary
+//     campaign that reaches a few rarely spammed addresses yields a burst of
+//     first spams that is not a leak. A campaign (sender domain + client
+//     network) feeds at most three first spams an hour into the statistics
+//     unless it is novel: a fifth or more of its known recipients get their
+//     first spam (with a prior of ten recipients). A leaked list is
+//     mostly never-spammed addresses, so its campaigns are novel and count
+//     in full; an ordinary campaign to already-spammed addresses counts
+//     nothing. spamsurge_first_spam_total still counts every first spam.
+//   - Dispersion. What remains is still clustered, so every test is
+//     quasi-Poisson: log-likelihoods are divided by φ, the Pearson
+//     dispersion of hourly counts (variance over mean, learned with a
+//     one-week half-life, prior 2, bounded to [1, 20]).
 //   - λ is an exponentially weighted ratio of counts to exposure with a
 //     half-life of Options.HalfLife (72 h), started from a prior
 //     (Options.PriorPerDay, worth Options.PriorWeight address-hours) so a
-//     new install has a sensible rate. Each hour's count enters the
-//     estimate clipped at expected + 3·sqrt(expected) + 2, and hours during
-//     an open incident are not learned: past incidents do not inflate the
+//     new install has a sensible rate. Each hour's count enters clipped at
+//     expected + 3·sqrt(φ·expected) + 2, and while an incident is open at
+//     most at the expected count: past incidents do not inflate the
 //     baseline, yet a genuine level shift is followed within days.
 //   - The rhythm factors (24 hour-of-day, 7 day-of-week) are ratios of
-//     observed to flat-expected counts, with a half-life of four weeks and
-//     shrunk toward 1 by 20 pseudo-events, so thin data gives a flat rhythm.
+//     observed to flat-expected counts, half-life four weeks, shrunk toward 1
+//     by 20 pseudo-events and normalised to mean 1, so the level lives in λ
+//     alone and thin data gives a flat rhythm.
 //   - The trap of young histories: when observation starts, addresses that
 //     are on spammers' lists but rarely spammed look never-spammed, so the
 //     first-spam rate starts high and decays over weeks. A 72 h half-life
@@ -44,35 +58,43 @@
 //     overestimates the true rate by well under 2×; the CUSUM below keeps a
 //     negative drift for any overestimate (and any underestimate up to
 //     1.8×), so the decay costs some sensitivity but raises no alarm and
-//     never freezes the baseline.
+//     never freezes the baseline. bench/detection replays 90 days of a
+//     population built with this trap (sim) without a false incident.
 //
-// Tests, evaluated continuously at each event and each clock advance:
+// Tests, evaluated at each counted first spam and each clock advance:
 //
 //   - A Poisson CUSUM for a rate increase of Options.Rho (3×): at each
-//     at-risk first spam S += ln ρ, between events S -= (ρ-1)·μ·dt, floored
-//     at 0; alarm at S ≥ Options.Threshold (12, an in-control run length of
-//     the order of e^12 expected events, decades at normal rates). ρ = 3
-//     keeps the drift negative for baseline errors up to 2/ln 3 ≈ 1.8×,
-//     and detects a sustained 5× rate in a few expected-event-times.
+//     counted first spam S += ln ρ / φ, between events S -= (ρ−1)·μ·dt / φ,
+//     floored at 0; alarm at S ≥ Options.Threshold (12). ρ = 3 keeps the
+//     drift negative for baseline errors up to 2/ln 3 ≈ 1.8× and is close
+//     to optimal for the 2–4× rates of a drip; h = 12 is an in-control
+//     run length of the order of e^12 expected events.
 //   - Two window tail tests against the same expectation: the last 10
-//     minutes (bursts) and the last 24 hours (drips too slow for the
-//     CUSUM's memory). The statistic is the Poisson Chernoff bound
-//     x·ln(x/m) − x + m ≥ Options.WindowThreshold (14, p ≤ 8·10⁻⁷ per test).
+//     minutes (bursts: a leak blast crosses it within a minute) and the
+//     last 24 hours against 1.5× the expectation (drips too slow for the
+//     CUSUM's memory; the margin because over a day the expected count is
+//     large enough that a Poisson test would flag a baseline merely 10 %
+//     off). The statistic is the Poisson Chernoff bound
+//     (x·ln(x/m) − x + m)/φ ≥ Options.WindowThreshold (14).
 //
-// Every alarm also needs an excess of at least Options.MinExcess events, so a
-// handful of coincident first spams in a small population is not a leak.
+// Every alarm also needs an excess of at least Options.MinExcess (15)
+// events, so a handful of coincident first spams is not a leak.
 //
 // # Incidents
 //
-// An incident starts at the first event of the excess (the first at-risk
-// first spam after the CUSUM last stood at zero), carries observed and
-// expected counts since then, the score (S/threshold, or the window
-// statistic / its threshold), the recipients' ids, the share of them that
-// were dormant, and campaigns: the first spams grouped by sender domain,
-// client network (/24, /48), normalised subject and Message-ID domain, top
-// groups with their shares. It is updated while the excess goes on and
-// resolved (hysteresis) once two hours pass with at most 1.5× the expected
-// count plus 3; the CUSUM then restarts from zero.
+// An incident starts at the first event of the excess: the first counted
+// first spam after the lowest point of the CUSUM in its current run (the
+// change point that maximises the likelihood ratio). It carries observed and
+// expected counts from then on, the score (statistic over threshold, ≥ 1),
+// the recipients' ids, the share of them that were dormant, and campaigns:
+// the first spams grouped by sender domain, client network (/24, /48),
+// normalised subject (case folded, digit runs as #, addresses masked) and
+// Message-ID domain, top five with their shares. It is updated (event at
+// most every 10 minutes) while the excess goes on and resolved with
+// hysteresis: a reverse CUSUM gathers evidence that the rate is back to the
+// baseline rather than ρ times it (resolve at 6), or, where the base rate
+// is too low for that, twelve hours pass with at most 1.5× the expected
+// count plus 3. The statistics then restart from zero.
 //
 // Not a leak: recipients the next hop rejected are never recorded; spam to
 // addresses never seen before, and rejected recipients, are dictionary

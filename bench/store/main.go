@@ -21,6 +21,7 @@ func main() {
 	n := flag.Int("n", 1_000_000, "keys to write")
 	batch := flag.Int("batch", 1000, "keys per synced batch")
 	dir := flag.String("dir", "", "scratch directory (default: a temp dir, removed after)")
+	restartN := flag.Int("restart", 0, "instead: time a detector restart over this many stored recipients")
 	flag.Parse()
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "storebench")
@@ -29,6 +30,10 @@ func main() {
 		}
 		defer os.RemoveAll(d)
 		*dir = d
+	}
+	if *restartN > 0 {
+		restart(*dir, *restartN)
+		return
 	}
 	keys := make([][]byte, *n)
 	for i := range keys {
