@@ -1,12 +1,14 @@
 package detector
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -34,15 +36,17 @@ func BenchmarkObserve(b *testing.B) {
 
 // BenchmarkMemoryPerAddress reports the heap held per tracked address.
 func BenchmarkMemoryPerAddress(b *testing.B) {
-	for _, n := range []int{1_000_000} {
+	for _, n := range []int{1_000_000, 10_000_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for b.Loop() {
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				d := &Detector{tab: map[uint64]store.Record{}}
+				d := &Detector{tab: newTable(0)}
 				for i := 0; i < n; i++ {
-					d.tab[uint64(i)*0x9E3779B97F4A7C15] = store.Record{FirstMail: 1, LastMail: 2}
+					var id addr.ID
+					binary.LittleEndian.PutUint64(id[:], uint64(i+1)*0x9E3779B97F4A7C15)
+					d.tab.insert(&id).set(store.Record{FirstMail: 1, LastMail: 2})
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)

@@ -1,7 +1,6 @@
 package detector
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -44,7 +43,7 @@ type Detector struct {
 	log   *zap.Logger
 	space [8]byte
 
-	tab    map[uint64]store.Record
+	tab    *table
 	atRisk int
 	mature map[int64]int32 // hour index → never-spammed addresses maturing then
 	matHr  int64           // hours up to this one are processed
@@ -169,7 +168,7 @@ func New(o Options) (*Detector, error) {
 		m:          newMetrics(o.Registerer),
 		log:        o.Logger.Named("detector"),
 		space:      o.Key.Fingerprint(),
-		tab:        map[uint64]store.Record{},
+		tab:        newTable(0),
 		mature:     map[int64]int32{},
 		open:       map[string]*Incident{},
 		lastUpd:    map[string]time.Time{},
@@ -206,7 +205,7 @@ func New(o Options) (*Detector, error) {
 		}
 	}
 	if d.st.Tracked > 0 {
-		d.tab = make(map[uint64]store.Record, d.st.Tracked+d.st.Tracked/8)
+		d.tab = newTable(d.st.Tracked)
 	}
 	warmupMin := uint32(o.Warmup / time.Minute)
 	clockMin := minutes(d.st.Clock)
@@ -214,7 +213,10 @@ func New(o Options) (*Detector, error) {
 		if r.FirstMail == 0 {
 			return fmt.Errorf("recipient without first mail: %w", store.ErrCorrupt)
 		}
-		d.tab[binary.LittleEndian.Uint64(id[:8])] = r
+		aid := addr.ID(id)
+		if d.tab.find(&aid) == nil {
+			d.tab.insert(&aid).set(r)
+		}
 		if r.FirstSpam == 0 {
 			// Same rule as established(): matured once its hour bucket
 			// is processed.
@@ -235,7 +237,7 @@ func New(o Options) (*Detector, error) {
 		d.log.Warn("address key changed: stored recipients belong to another key; warming up",
 			zap.String("stored_fingerprint", hex.EncodeToString(fp)), zap.String("key_fingerprint", hex.EncodeToString(d.space[:])))
 		d.st.Warm, d.st.WarmUntil = true, time.Time{}
-	case len(d.tab) == 0:
+	case d.tab.n == 0:
 		if !d.st.Warm {
 			d.log.Info("empty store: warming up")
 		}
@@ -249,13 +251,13 @@ func New(o Options) (*Detector, error) {
 		d.batch.PutMeta(metaKeyFP, d.space[:])
 		d.dirtyMeta = true
 	}
-	d.m.tracked.Set(float64(len(d.tab)))
+	d.m.tracked.Set(float64(d.tab.n))
 	d.m.atRisk.Set(float64(d.atRisk))
 	d.m.warmup.Set(b2f(d.st.Warm))
 	for k := range d.open {
 		d.m.active.WithLabelValues(k).Set(1)
 	}
-	d.log.Info("recipient state loaded", zap.Int("recipients", len(d.tab)), zap.Int("at_risk", d.atRisk), zap.Bool("warmup", d.st.Warm))
+	d.log.Info("recipient state loaded", zap.Int("recipients", d.tab.n), zap.Int("at_risk", d.atRisk), zap.Bool("warmup", d.st.Warm))
 	return d, nil
 }
 
@@ -277,7 +279,7 @@ func minutes(t time.Time) uint32 {
 func (d *Detector) AtRisk() int { return d.atRisk }
 
 // Tracked is the number of addresses with state.
-func (d *Detector) Tracked() int { return len(d.tab) }
+func (d *Detector) Tracked() int { return d.tab.n }
 
 // WarmingUp reports whether incidents are suppressed.
 func (d *Detector) WarmingUp() bool { return d.st.Warm }
@@ -330,10 +332,9 @@ func (d *Detector) Observe(o Observation) []Event {
 			continue
 		}
 		id := d.o.Key.Hash(norm)
-		k := binary.LittleEndian.Uint64(id[:8])
-		r, known := d.tab[k]
-		if !known {
-			r = store.Record{FirstMail: now, LastMail: now}
+		sl := d.tab.find(&id)
+		if sl == nil {
+			r := store.Record{FirstMail: now, LastMail: now}
 			if o.Spam {
 				r.FirstSpam = now
 				dict++
@@ -344,7 +345,7 @@ func (d *Detector) Observe(o Observation) []Event {
 			} else {
 				d.mature[int64(now+uint32(d.o.Warmup/time.Minute)+59)/60]++
 			}
-			d.tab[k] = r
+			d.tab.insert(&id).set(r)
 			d.dirty(id, r)
 			continue
 		}
@@ -358,29 +359,28 @@ func (d *Detector) Observe(o Observation) []Event {
 			}
 			g.n++
 		}
-		if o.Spam && r.FirstSpam == 0 {
-			r.FirstSpam = now
+		if o.Spam && sl.firstSpam == 0 {
+			sl.firstSpam = now
 			changed = true
-			if d.established(r) {
-				dormant := t.Sub(time.Unix(int64(r.LastMail)*60, 0)) >= d.o.Dormant
+			if d.established(sl.firstMail) {
+				dormant := t.Sub(time.Unix(int64(sl.lastDay)*86400, 0)) >= d.o.Dormant
 				g.fs++
 				d.firstSpam(t, id, info(), g, dormant)
 			} else {
 				// Spammed before it matured: it never becomes at risk.
-				h := int64(r.FirstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
+				h := int64(sl.firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
 				if h > d.matHr {
 					d.mature[h]--
 				}
 			}
 		}
-		if now > r.LastMail {
-			if now/1440 != r.LastMail/1440 {
-				changed = true
-			}
-			r.LastMail = now
+		if day := uint16(now / 1440); day != sl.lastDay {
+			changed = true
+			sl.lastDay = day
 		}
-		d.tab[k] = r
 		if changed {
+			r := sl.record()
+			r.LastMail = now
 			d.dirty(id, r)
 		}
 	}
@@ -397,8 +397,8 @@ func (d *Detector) Observe(o Observation) []Event {
 // established reports whether the address had matured by the detector's
 // hour accounting (its maturation bucket is processed), which keeps the
 // at-risk count and the first-spam decision consistent.
-func (d *Detector) established(r store.Record) bool {
-	h := int64(r.FirstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
+func (d *Detector) established(firstMail uint32) bool {
+	h := int64(firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
 	return h <= d.matHr
 }
 
@@ -464,7 +464,7 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 	}
 	if d.dirtyMeta {
 		d.st.Clock = d.clock
-		d.st.Tracked = len(d.tab)
+		d.st.Tracked = d.tab.n
 		b, _ := json.Marshal(&d.st)
 		d.batch.PutMeta(metaState, b)
 		all := append([]*Incident(nil), d.resolved...)
@@ -586,7 +586,7 @@ func (d *Detector) advance(t time.Time) {
 func (d *Detector) gauges() {
 	d.m.score.Set(d.s / d.o.Threshold)
 	d.m.expected.Set(d.rate(d.clock) * float64(d.atRisk))
-	d.m.tracked.Set(float64(len(d.tab)))
+	d.m.tracked.Set(float64(d.tab.n))
 	d.m.atRisk.Set(float64(d.atRisk))
 }
 
