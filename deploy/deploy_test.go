@@ -197,6 +197,23 @@ func TestAlertConventions(t *testing.T) {
 			t.Errorf("alert %s is missing from %s", a, rulesFile)
 		}
 	}
+	// The alerts the daemon pushes itself link to RUNBOOK.md#<lowercase name>.
+	files, _ := filepath.Glob("../alert/*.go")
+	pushed := regexp.MustCompile(`"(SpamSurge[A-Za-z]+)"`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range pushed.FindAllSubmatch(b, -1) {
+			if !anchors[strings.ToLower(string(m[1]))] {
+				t.Errorf("%s pushes alert %s, but %s has no heading for it", f, m[1], runbookFile)
+			}
+		}
+	}
 	for _, r := range loadRules(t) {
 		if r.Alert == "SpamSurgeCanaryHit" && r.For != "" {
 			t.Errorf("SpamSurgeCanaryHit has for: %s; one canary hit is proof, it must page at once", r.For)
@@ -395,6 +412,24 @@ func TestDashboard(t *testing.T) {
 	b, _ := os.ReadFile(dashboardFile)
 	if !strings.Contains(string(b), fmt.Sprintf(`"value": %q`, ds.Datasources[0].UID)) {
 		t.Errorf("the dashboard's $datasource default is not the provisioned uid %q", ds.Datasources[0].UID)
+	}
+	if u, err := url.Parse(ds.Datasources[0].URL); err != nil {
+		t.Errorf("%s: url: %v", dsProvisioning, err)
+	} else if _, ok := loadCompose(t).Services[u.Hostname()]; !ok {
+		t.Errorf("%s: url %s is not a compose service", dsProvisioning, ds.Datasources[0].URL)
+	}
+	// Every $variable a query uses is a dashboard variable or Grafana's own.
+	vars := map[string]bool{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = true
+	}
+	varRef := regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
+	for where, e := range dashboardExprs(d) {
+		for _, m := range varRef.FindAllStringSubmatch(e, -1) {
+			if !vars[m[1]] && !strings.HasPrefix(m[1], "__") {
+				t.Errorf("%s: $%s is not a dashboard variable", where, m[1])
+			}
+		}
 	}
 	var dp struct {
 		Providers []struct {
@@ -1325,5 +1360,122 @@ scrape_configs:
 	}
 	if n != len(loadRules(t)) {
 		t.Errorf("Prometheus loaded %d rules, rules.yml has %d", n, len(loadRules(t)))
+	}
+}
+
+// TestAlertmanagerInhibitions loads alertmanager.yml into a real
+// Alertmanager and posts alerts as Prometheus and the daemon would: the
+// daemon's push inhibits the rule alert of the same kind, the detector's
+// incident inhibits the metrics-only cross-check, the critical tier
+// inhibits the warning tier, and nothing else is silenced (a leak alert
+// from the rules still shows when the push is missing).
+func TestAlertmanagerInhibitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Alertmanager")
+	}
+	am := need(t, "prometheus-alertmanager", "/usr/bin/prometheus-alertmanager", "alertmanager")
+	dir := t.TempDir()
+	cfg, err := filepath.Abs(amConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	logs := &syncBuffer{}
+	cmd := exec.Command(am, "--config.file="+cfg, "--storage.path="+dir,
+		"--web.listen-address="+addr, "--cluster.listen-address=")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("alertmanager output:\n%s", logs.String())
+		}
+	})
+	base := "http://" + addr + "/api/v2/alerts"
+
+	rule := func(name, sev, instance, kind string) map[string]any {
+		l := map[string]string{"alertname": name, "severity": sev, "job": "spamsurge", "instance": instance}
+		if kind != "" {
+			l["kind"] = kind
+		}
+		return map[string]any{"labels": l}
+	}
+	alerts := []map[string]any{
+		// mx1: the daemon pushed its surge incident.
+		{"labels": map[string]string{"alertname": "SpamSurgeLeakSuspected", "severity": "critical", "service": "spamsurge", "kind": "surge", "incident_id": "i1"}},
+		rule("SpamSurgeIncidentOpen", "critical", "mx1:9464", "surge"),
+		rule("SpamSurgeFirstSpamRateHigh", "critical", "mx1:9464", ""),
+		// mx2: a canary hit seen by the rules only (the push failed).
+		rule("SpamSurgeCanaryHit", "critical", "mx2:9464", "canary"),
+		// mx3: both tiers of the temp-fail alert.
+		rule("SpamSurgeRelayTempfailRatioHigh", "warning", "mx3:9464", ""),
+		rule("SpamSurgeRelayTempfailRatioHigh", "critical", "mx3:9464", ""),
+	}
+	body, _ := json.Marshal(alerts)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Post(base, "application/json", bytes.NewReader(body))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("posting alerts: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	key := func(l map[string]string) string { return l["alertname"] + "/" + l["severity"] + "@" + l["instance"] }
+	want := map[string]bool{ // suppressed?
+		"SpamSurgeLeakSuspected/critical@":                  false,
+		"SpamSurgeIncidentOpen/critical@mx1:9464":           true,
+		"SpamSurgeFirstSpamRateHigh/critical@mx1:9464":      true,
+		"SpamSurgeCanaryHit/critical@mx2:9464":              false,
+		"SpamSurgeRelayTempfailRatioHigh/warning@mx3:9464":  true,
+		"SpamSurgeRelayTempfailRatioHigh/critical@mx3:9464": false,
+	}
+	// Inhibitions are computed as alerts arrive; poll until they settle.
+	var got map[string]bool
+	for {
+		got = map[string]bool{}
+		resp, err := http.Get(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var as []struct {
+			Labels map[string]string `json:"labels"`
+			Status struct {
+				State       string   `json:"state"`
+				InhibitedBy []string `json:"inhibitedBy"`
+			} `json:"status"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&as)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			got[key(a.Labels)] = a.Status.State == "suppressed" && len(a.Status.InhibitedBy) > 0
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			t.Errorf("%s: not in Alertmanager", k)
+		} else if g != w {
+			t.Errorf("%s: inhibited %v, want %v", k, g, w)
+		}
 	}
 }
