@@ -401,12 +401,12 @@ func newFuzzProxy(hopAddr string) *testProxy {
 
 // client is a raw wire client for transcript tests.
 type client struct {
-	t *testing.T
+	t testing.TB
 	c net.Conn
 	r *bufio.Reader
 }
 
-func dial(t *testing.T, addr string) *client {
+func dial(t testing.TB, addr string) *client {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {

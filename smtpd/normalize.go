@@ -27,7 +27,14 @@ type Normaliser struct {
 
 // NewNormaliser writes normalised bytes to w.
 func NewNormaliser(w io.Writer) *Normaliser {
-	return &Normaliser{w: w, buf: make([]byte, 0, 64*1024)}
+	return newNormaliserBuf(w, make([]byte, 0, normBufSize))
+}
+
+const normBufSize = 64 * 1024
+
+// newNormaliserBuf uses buf (capacity normBufSize) as its output buffer.
+func newNormaliserBuf(w io.Writer, buf []byte) *Normaliser {
+	return &Normaliser{w: w, buf: buf[:0]}
 }
 
 // Bare is the number of bare CRs and LFs seen so far.
