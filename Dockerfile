@@ -5,11 +5,15 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/spamsurge ./cmd/spamsurge
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/spamsurge ./cmd/spamsurge \
+ && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/spamsurge /usr/local/bin/spamsurge
-# Data (the keyed recipient state) lives in a volume owned by nonroot.
+# Data (the keyed recipient state) lives in a volume owned by nonroot
+# (65532): distroless has no shell to chown at run time, so the directory
+# is copied in with its owner; a fresh named volume inherits it.
+COPY --from=build --chown=65532:65532 /out/data /var/lib/spamsurge
 WORKDIR /var/lib/spamsurge
 VOLUME ["/var/lib/spamsurge"]
 USER nonroot:nonroot
