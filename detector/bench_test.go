@@ -3,8 +3,8 @@ package detector
 import (
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -83,6 +84,7 @@ type Detector struct {
 	lastUpd  map[string]time.Time
 	out      []Event
 	closer   io.Closer // the store, when Open made it
+	snap     atomic.Pointer[[]Incident]
 
 	fh       [24]float64
 	fw       [7]float64
@@ -257,6 +259,7 @@ func New(o Options) (*Detector, error) {
 	for k := range d.open {
 		d.m.active.WithLabelValues(k).Set(1)
 	}
+	d.publish()
 	d.log.Info("recipient state loaded", zap.Int("recipients", d.tab.n), zap.Int("at_risk", d.atRisk), zap.Bool("warmup", d.st.Warm))
 	return d, nil
 }
@@ -284,8 +287,23 @@ func (d *Detector) Tracked() int { return d.tab.n }
 // WarmingUp reports whether incidents are suppressed.
 func (d *Detector) WarmingUp() bool { return d.st.Warm }
 
-// Incidents returns the open and recently resolved incidents, oldest first.
+// Incidents returns the open and recently resolved incidents (the last
+// 50), oldest first, as of the last event. Unlike every other method it is
+// safe to call from any goroutine (the HTTP API).
 func (d *Detector) Incidents() []Incident {
+	if p := d.snap.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// publish refreshes the snapshot Incidents returns.
+func (d *Detector) publish() {
+	out := d.incidents()
+	d.snap.Store(&out)
+}
+
+func (d *Detector) incidents() []Incident {
 	var out []Incident
 	for _, in := range d.resolved {
 		out = append(out, in.snapshot("", in.UpdatedAt).Incident)
@@ -391,6 +409,9 @@ func (d *Detector) Observe(o Observation) []Event {
 		}
 	}
 	d.maybeFlush(t, false)
+	if len(d.out) > 0 {
+		d.publish()
+	}
 	return d.out
 }
 
@@ -412,6 +433,9 @@ func (d *Detector) Tick(now time.Time) []Event {
 	}
 	d.advance(now.UTC())
 	d.maybeFlush(now, false)
+	if len(d.out) > 0 {
+		d.publish()
+	}
 	return d.out
 }
 
@@ -737,6 +761,7 @@ func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dorm
 	in.add(id, mi, dormant)
 	in.Observed++
 	in.UpdatedAt = t
+	defer d.publish()
 	if sc := d.s / d.o.Threshold; sc > in.Score {
 		in.Score = sc
 	}
