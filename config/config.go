@@ -140,6 +140,9 @@ type Alerting struct {
 type Attribution struct {
 	Tags     []TagList    `yaml:"tags"`
 	Canaries []CanaryList `yaml:"canaries"`
+	// KnownDetails is a file of sub-address details ("shop") that
+	// incidents may show in plaintext; others appear as keyed hashes.
+	KnownDetails string `yaml:"known_details"`
 }
 
 // TagList is one source list of addresses.
