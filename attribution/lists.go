@@ -377,3 +377,12 @@ func readList(path string, rep *FileReport, fn func(line int, s string)) error {
 		}
 	}
 }
+
+// ReadList calls fn for every line of a list file that is not blank or a
+// comment, with its number, and reports the counts (`spamsurge resolve`
+// reads candidate files this way).
+func ReadList(path string, fn func(line int, s string)) (FileReport, error) {
+	rep := FileReport{File: path}
+	err := readList(path, &rep, fn)
+	return rep, err
+}

@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"demo":     {"watch a leak being caught: self-contained, about a minute", runDemo},
 		"replay":   {"feed recorded observations through the detector (bootstraps the store)", runReplay},
 		"simulate": {"write a synthetic observation stream with a known truth", runSimulate},
+		"resolve":  {"print the addresses from a file that belong to an incident", runResolve},
 	}
 }
 

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/attribution"
+	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/store"
+)
+
+// resolve turns an incident's keyed hashes back into addresses, from a file
+// of candidates the operator already holds (the customer list). stdout is
+// the one place spamsurge ever writes a plaintext address, by design, and
+// only the candidates that match; everything else (counts, errors) goes to
+// stderr without addresses.
+func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("resolve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML config `file` of the daemon (key, store, http.listen, tags)")
+	incident := fs.String("incident", "", "incident `id`")
+	addresses := fs.String("addresses", "", "`file` of candidate addresses, one per line (# comments, blank lines skipped)")
+	tag := fs.String("tag", "", "only addresses in this source tag's list (attribution.tags `name`)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: spamsurge resolve --config FILE --incident ID --addresses FILE [--tag NAME]\n\n"+
+			"Prints the candidate addresses that belong to the incident, matched by keyed hash.\n"+
+			"The incident's hashes come from the running daemon's API, or from the store when\n"+
+			"the daemon is stopped. A summary (counts only) goes to stderr.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *incident == "" || *addresses == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "spamsurge resolve: %v\n", err)
+		return 2
+	}
+	if err := resolve(ctx, cfg, *incident, *addresses, *tag, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "spamsurge resolve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag string, stdout, stderr io.Writer) error {
+	// Never create a key here: a new key would match nothing.
+	keyPath := detector.KeyFile(cfg)
+	if _, err := os.Stat(keyPath); err != nil {
+		return fmt.Errorf("store.key_file: %w (resolve needs the key the daemon hashes with)", err)
+	}
+	key, err := addr.LoadKey(keyPath)
+	if err != nil {
+		return fmt.Errorf("store.key_file: %w", err)
+	}
+	norm := detector.OptionsFromConfig(cfg).Normalizer
+
+	var lists *attribution.Lists
+	if tag != "" {
+		var names []string
+		for _, t := range cfg.Attribution.Tags {
+			if t.Name == tag {
+				lists, _, err = attribution.Load(attribution.Config{Key: key, Normalizer: norm,
+					Tags: []attribution.Source{{Name: t.Name, File: t.File}}})
+				if err != nil {
+					return err
+				}
+			}
+			names = append(names, t.Name)
+		}
+		if lists == nil {
+			return fmt.Errorf("--tag %s: no such tag in attribution.tags (have: %s)", tag, strings.Join(names, ", "))
+		}
+	}
+
+	ids, from, err := incidentRecipients(ctx, cfg, incident)
+	if err != nil {
+		return err
+	}
+	want := make(map[addr.ID]bool, len(ids))
+	for _, id := range ids {
+		want[id] = false // not yet printed
+	}
+
+	out := bufio.NewWriter(stdout)
+	var read, invalid, matched, outsideTag int
+	_, err = attribution.ReadList(addresses, func(line int, s string) {
+		read++
+		n, _, err := norm.Normalize(s)
+		if err != nil {
+			invalid++
+			return
+		}
+		id := key.Hash(n)
+		printed, in := want[id]
+		if !in || printed {
+			return
+		}
+		want[id] = true
+		if lists != nil && lists.MaskOf(id) == 0 {
+			outsideTag++
+			return
+		}
+		matched++
+		out.WriteString(s)
+		out.WriteByte('\n')
+	})
+	if err != nil {
+		return fmt.Errorf("--addresses: %w", err)
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "incident %s: %d recipients (from %s); %d candidates read, %d invalid skipped, %d matched",
+		incident, len(ids), from, read, invalid, matched)
+	if lists != nil {
+		fmt.Fprintf(stderr, " in tag %s (%d more matched outside it)", tag, outsideTag)
+	}
+	fmt.Fprintf(stderr, "; %d recipients not in the candidate file\n", len(ids)-matched-outsideTag)
+	return nil
+}
+
+// incidentRecipients gets the incident's recipient ids from the daemon's
+// API, or from the store when nothing listens on http.listen.
+func incidentRecipients(ctx context.Context, cfg config.Config, incident string) ([]addr.ID, string, error) {
+	base := "http://" + dialable(cfg.HTTP.Listen)
+	ids, err := recipientsFromAPI(ctx, cfg, base, incident)
+	if err == nil {
+		return ids, "the daemon at " + base, nil
+	}
+	var unreachable *unreachableError
+	if !errors.As(err, &unreachable) {
+		return nil, "", err
+	}
+	ids, serr := recipientsFromStore(cfg, incident)
+	if serr != nil {
+		return nil, "", fmt.Errorf("the daemon's API at %s is not reachable (%v), and reading the store failed: %w", base, unreachable.err, serr)
+	}
+	return ids, "the store at " + cfg.Store.Path, nil
+}
+
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+
+// dialable turns a listen address into one to connect to: an unspecified
+// host (0.0.0.0, ::, empty) means this machine.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func recipientsFromAPI(ctx context.Context, cfg config.Config, base, incident string) ([]addr.ID, error) {
+	token, err := readToken(cfg.HTTP.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/incidents/"+url.PathEscape(incident)+"/recipients", nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, &unreachableError{err}
+		}
+		return nil, fmt.Errorf("asking the daemon at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, fmt.Errorf("the daemon at %s has no incident %q (GET /api/v1/incidents lists them)", base, incident)
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("the daemon at %s refused the bearer token (http.token_file)", base)
+	case http.StatusForbidden:
+		return nil, fmt.Errorf("the daemon at %s answers loopback clients only without a token: set http.token_file", base)
+	default:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("the daemon at %s answered %s: %s", base, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	var ids []addr.ID
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		id, err := addr.ParseID(line)
+		if err != nil {
+			return nil, fmt.Errorf("the daemon at %s sent a malformed recipient id: %w", base, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading from the daemon at %s: %w", base, err)
+	}
+	return ids, nil
+}
+
+// Store meta blobs holding incidents (detector: "incidents"; open canary
+// incidents: "canary_incidents").
+var incidentMetas = []string{"incidents", "canary_incidents"}
+
+func recipientsFromStore(cfg config.Config, incident string) ([]addr.ID, error) {
+	if cfg.Store.Path == "" {
+		return nil, errors.New("store.path is not set")
+	}
+	// Opening a missing path would create an empty store.
+	if _, err := os.Stat(cfg.Store.Path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("store.path: %s does not exist", cfg.Store.Path)
+	}
+	st, err := store.OpenPebble(cfg.Store.Path)
+	if err != nil {
+		if strings.Contains(err.Error(), "lock") || strings.Contains(err.Error(), "temporarily unavailable") {
+			return nil, fmt.Errorf("the store %s is locked by another process — the daemon is probably running: make its API reachable at http.listen, or stop it: %w", cfg.Store.Path, err)
+		}
+		return nil, err
+	}
+	defer st.Close()
+	for _, name := range incidentMetas {
+		raw, err := st.Meta(name)
+		if err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			continue
+		}
+		var ins []struct {
+			ID           string    `json:"id"`
+			RecipientIDs []addr.ID `json:"recipient_ids"`
+		}
+		if err := json.Unmarshal(raw, &ins); err != nil {
+			return nil, fmt.Errorf("store %s: stored incidents are unreadable: %w", cfg.Store.Path, err)
+		}
+		for _, in := range ins {
+			if in.ID == incident {
+				return in.RecipientIDs, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("the store %s has no incident %q", cfg.Store.Path, incident)
+}
