@@ -85,6 +85,7 @@ type Detector struct {
 	out      []Event
 	closer   io.Closer // the store, when Open made it
 	snap     atomic.Pointer[[]Incident]
+	attr     attrState // attribution.go
 
 	fh       [24]float64
 	fw       [7]float64
@@ -215,10 +216,9 @@ func New(o Options) (*Detector, error) {
 		if r.FirstMail == 0 {
 			return fmt.Errorf("recipient without first mail: %w", store.ErrCorrupt)
 		}
+		// Stored ids are unique: no lookup before the insert.
 		aid := addr.ID(id)
-		if d.tab.find(&aid) == nil {
-			d.tab.insert(&aid).set(r)
-		}
+		d.tab.insert(&aid).set(r)
 		if r.FirstSpam == 0 {
 			// Same rule as established(): matured once its hour bucket
 			// is processed.
@@ -234,6 +234,9 @@ func New(o Options) (*Detector, error) {
 		return nil, fmt.Errorf("detector: loading recipients: %w", err)
 	}
 	d.matHr = int64(clockMin) / 60
+	if err := d.attrStart(); err != nil {
+		return nil, err
+	}
 	switch {
 	case keyChanged:
 		d.log.Warn("address key changed: stored recipients belong to another key; warming up",
@@ -299,6 +302,7 @@ func (d *Detector) Incidents() []Incident {
 
 // publish refreshes the snapshot Incidents returns.
 func (d *Detector) publish() {
+	d.attrAnnotate()
 	out := d.incidents()
 	d.snap.Store(&out)
 }
@@ -313,6 +317,7 @@ func (d *Detector) incidents() []Incident {
 			out = append(out, in.snapshot("", in.UpdatedAt).Incident)
 		}
 	}
+	out = append(out, d.attrSnapshots()...)
 	return out
 }
 
@@ -344,12 +349,15 @@ func (d *Detector) Observe(o Observation) []Event {
 	}
 	dict := 0
 	for _, raw := range o.Rcpt {
-		norm, _, err := d.o.Normalizer.Normalize(raw)
+		norm, detail, err := d.o.Normalizer.Normalize(raw)
 		if err != nil {
 			d.m.invalid.Inc()
 			continue
 		}
 		id := d.o.Key.Hash(norm)
+		if d.attrCanary(t, id, &o) {
+			continue
+		}
 		sl := d.tab.find(&id)
 		if sl == nil {
 			r := store.Record{FirstMail: now, LastMail: now}
@@ -362,6 +370,7 @@ func (d *Detector) Observe(o Observation) []Event {
 				}
 			} else {
 				d.mature[int64(now+uint32(d.o.Warmup/time.Minute)+59)/60]++
+				d.attrMature(&id, now, 1)
 			}
 			d.tab.insert(&id).set(r)
 			d.dirty(id, r)
@@ -383,12 +392,14 @@ func (d *Detector) Observe(o Observation) []Event {
 			if d.established(sl.firstMail) {
 				dormant := t.Sub(time.Unix(int64(sl.lastDay)*86400, 0)) >= d.o.Dormant
 				g.fs++
+				d.attrFirstSpam(id, detail)
 				d.firstSpam(t, id, info(), g, dormant)
 			} else {
 				// Spammed before it matured: it never becomes at risk.
 				h := int64(sl.firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
 				if h > d.matHr {
 					d.mature[h]--
+					d.attrMature(&id, sl.firstMail, -1)
 				}
 			}
 		}
@@ -487,6 +498,7 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 		return nil
 	}
 	if d.dirtyMeta {
+		d.attrPersist()
 		d.st.Clock = d.clock
 		d.st.Tracked = d.tab.n
 		b, _ := json.Marshal(&d.st)
@@ -631,6 +643,7 @@ func (d *Detector) onMinute(t time.Time, m int64) {
 		d.onHour(t, h)
 	}
 	d.checkResolve(t)
+	d.attrMinute(t)
 	d.gauges()
 }
 
@@ -705,6 +718,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		}
 	}
 	d.matHr = h
+	d.attrMatured(h)
 	d.m.atRisk.Set(float64(d.atRisk))
 	if d.st.Warm && !d.st.WarmUntil.IsZero() && !t.Before(d.st.WarmUntil) {
 		d.st.Warm = false

@@ -50,6 +50,10 @@ type Options struct {
 	// that, at 10× their usual level, opens a dictionary incident (default 200).
 	DictMin float64
 
+	// Attribution, when set, gives the source tag and canary lists
+	// (see attribution.go).
+	Attribution Attributor
+
 	// RateOverride, when set, replaces the learned expected rate (first
 	// spams per at-risk address-hour at t): the oracle of bench/detection.
 	RateOverride func(t time.Time) float64

@@ -112,6 +112,9 @@ func run(scenario string, seed uint64, n int, dir string) error {
 		return err
 	}
 	delay := func(r *result) (time.Duration, *detector.Incident, int) {
+		if leak != nil {
+			fmt.Fprintf(os.Stderr, "%s: leak %s from %s to %s\n", scenario, leak.Kind, leak.Start.Format(time.RFC3339), leak.End.Format(time.RFC3339))
+		}
 		false_ := 0
 		var hit *detector.Incident
 		for i := range r.surge {
@@ -125,6 +128,8 @@ func run(scenario string, seed uint64, n int, dir string) error {
 			switch {
 			case leak == nil || match*2 < in.Recipients:
 				false_++
+				fmt.Fprintf(os.Stderr, "%s: false incident %s opened %s (%s), %d recipients (%d leaked), observed %.0f expected %.1f\n",
+					scenario, in.ID, in.OpenedAt.Format(time.RFC3339), in.Trigger, in.Recipients, match, in.Observed, in.Expected)
 			case hit == nil:
 				hit = in
 			}

@@ -1,0 +1,437 @@
+package detector
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/attribution"
+	"github.com/spamsurge/spamsurge/store"
+)
+
+// Attribution in the detector (see package attribution for the lists and
+// the statistics):
+//
+//   - Canaries. A recipient on a canary list, in any observation, spam or
+//     not, opens a canary incident for its source at once (or updates the
+//     open one), whatever the warm-up. Canaries never get recipient state:
+//     they are outside the surge statistics and the at-risk population. A
+//     canary incident resolves after CanaryQuiet without a hit.
+//   - Tags. The at-risk population of every tag is kept incrementally,
+//     mirroring the detector's own accounting (first spams, maturation
+//     buckets); only a reload of the lists recounts, by one pass over the
+//     recipient table. Every surge incident carries the tag ranking, the
+//     top tag, the sub-address details concentrated in it, and how many of
+//     its addresses were dormant or in a single source list.
+
+// KindCanary is the kind of incident a canary hit opens.
+const KindCanary = "canary"
+
+// CanaryQuiet is how long a canary incident stays open after its last hit.
+const CanaryQuiet = 24 * time.Hour
+
+// metaCanaries holds the open canary incidents (resolved ones join the
+// others in metaIncidents).
+const metaCanaries = "canary_incidents"
+
+// Attributor gives the current source lists (attribution.Set). Current is
+// called from the detector's goroutine and must be safe against a
+// concurrent reload.
+type Attributor interface {
+	Current() *attribution.Lists
+}
+
+// Attribution is what an incident says about the source of its addresses.
+// Its fields appear inline in the incident's JSON.
+type Attribution struct {
+	// Tags ranks every source tag, and "untagged" (addresses in no list),
+	// by how unlikely its share of the recipients is by chance.
+	Tags []attribution.TagLift `json:"tags,omitempty"`
+	// TopTag is the tag the incident is attributed to: a tag name,
+	// "untagged" (a source not in any list), or empty when none stands
+	// out; TopSource says it in words.
+	TopTag    string `json:"top_tag,omitempty"`
+	TopSource string `json:"top_source,omitempty"`
+	// SubaddressDetails are the sub-address details ("user+shop") shared
+	// by the first spams, keyed hashes unless configured as known.
+	SubaddressDetails []attribution.DetailCount `json:"subaddress_details,omitempty"`
+	// Dormant counts recipients without mail for detector.dormant before
+	// their first spam; SingleSource those in exactly one tag list: the
+	// marks of a stored list rather than a guessed or harvested one.
+	Dormant      int `json:"dormant,omitempty"`
+	SingleSource int `json:"single_source,omitempty"`
+	// CanarySource is the source a canary incident's canaries were
+	// planted in.
+	CanarySource string `json:"canary_source,omitempty"`
+
+	at int // Recipients when computed
+}
+
+// attrState is the detector's attribution bookkeeping.
+type attrState struct {
+	lists *attribution.Lists
+	// risk is the at-risk population per tag, and at [len(tags)] the
+	// at-risk addresses in any tag (the untagged are the rest).
+	risk []int
+	// mature mirrors Detector.mature for tagged addresses: hour → per-tag
+	// counts (same layout as risk).
+	mature map[int64][]int32
+	// details holds the sub-address detail label of recent first spams
+	// (two generations of at most detailGen, so memory is bounded).
+	details, detailsOld map[addr.ID]detailLabel
+	canaries            map[string]*Incident // open, by source
+	canaryUpd           map[string]time.Time
+	hits                prometheus.Counter
+}
+
+const detailGen = 100000
+
+type detailLabel struct {
+	label string
+	known bool
+}
+
+// attrStart runs at the end of New: restores open canary incidents and
+// counts the tag populations.
+func (d *Detector) attrStart() error {
+	a := &d.attr
+	a.canaries, a.canaryUpd = map[string]*Incident{}, map[string]time.Time{}
+	a.details = map[addr.ID]detailLabel{}
+	a.hits = promauto.With(d.o.Registerer).NewCounter(prometheus.CounterOpts{Name: "spamsurge_canary_hits_total",
+		Help: "Recipients on a canary list seen in any observation (spam or not)."})
+	d.m.active.WithLabelValues(KindCanary)
+	d.m.incidents.WithLabelValues(KindCanary)
+	raw, err := d.o.Store.Meta(metaCanaries)
+	if err != nil {
+		return fmt.Errorf("detector: %w", err)
+	}
+	if raw != nil {
+		var ins []*Incident
+		if err := json.Unmarshal(raw, &ins); err != nil {
+			return fmt.Errorf("detector: stored canary incidents are unreadable (%v): %w", err, store.ErrCorrupt)
+		}
+		for _, in := range ins {
+			in.restoreGroups()
+			a.canaries[in.CanarySource] = in
+			d.m.active.WithLabelValues(KindCanary).Set(1)
+		}
+	}
+	if d.o.Attribution != nil {
+		d.attrSync(d.o.Attribution.Current())
+	}
+	return nil
+}
+
+// attrSync adopts new lists: canaries leave the at-risk accounting and the
+// tag populations are recounted (one pass over the table, on reload only).
+func (d *Detector) attrSync(l *attribution.Lists) {
+	a := &d.attr
+	a.lists = l
+	warmMin := uint32(d.o.Warmup / time.Minute)
+	l.Canaries(func(id addr.ID, _ string) {
+		sl := d.tab.find(&id)
+		if sl == nil || sl.firstSpam != 0 {
+			return
+		}
+		if d.established(sl.firstMail) {
+			d.atRisk--
+		} else if h := int64(sl.firstMail+warmMin+59) / 60; h > d.matHr {
+			d.mature[h]--
+		}
+		// In memory only (never written): the slot is no longer at
+		// risk, and Observe never reaches it while it is a canary.
+		sl.firstSpam = 1
+	})
+	n := len(l.Tags())
+	a.risk = make([]int, n+1)
+	a.mature = map[int64][]int32{}
+	if n == 0 {
+		return
+	}
+	for i := range d.tab.slots {
+		sl := &d.tab.slots[i]
+		if sl.k0 == 0 && sl.k1 == 0 || sl.firstSpam != 0 {
+			continue
+		}
+		m := l.Mask(uint64(sl.k0) | uint64(sl.k1)<<32)
+		if m == 0 {
+			continue
+		}
+		if d.established(sl.firstMail) {
+			addBits(a.risk, m, 1)
+		} else {
+			d.attrBucket(int64(sl.firstMail+warmMin+59)/60, m, 1)
+		}
+	}
+}
+
+func addBits(v []int, m uint64, delta int) {
+	for b := m; b != 0; b &= b - 1 {
+		v[bits.TrailingZeros64(b)] += delta
+	}
+	v[len(v)-1] += delta
+}
+
+func (d *Detector) attrBucket(h int64, m uint64, delta int32) {
+	b := d.attr.mature[h]
+	if b == nil {
+		b = make([]int32, len(d.attr.risk))
+		d.attr.mature[h] = b
+	}
+	for x := m; x != 0; x &= x - 1 {
+		b[bits.TrailingZeros64(x)] += delta
+	}
+	b[len(b)-1] += delta
+}
+
+// attrMature follows Detector.mature for one address first mailed at
+// firstMail (delta +1: new; -1: spammed before it matured).
+func (d *Detector) attrMature(id *addr.ID, firstMail uint32, delta int32) {
+	if len(d.attr.risk) <= 1 {
+		return
+	}
+	if m := d.attr.lists.Mask(key64(id)); m != 0 {
+		d.attrBucket(int64(firstMail+uint32(d.o.Warmup/time.Minute)+59)/60, m, delta)
+	}
+}
+
+// attrMatured follows the maturation of hour buckets up to h.
+func (d *Detector) attrMatured(h int64) {
+	for k, b := range d.attr.mature {
+		if k <= h {
+			for i, n := range b {
+				d.attr.risk[i] += int(n)
+			}
+			delete(d.attr.mature, k)
+		}
+	}
+}
+
+// attrFirstSpam follows the first spam of an at-risk address (it leaves
+// the at-risk population) and remembers its sub-address detail.
+func (d *Detector) attrFirstSpam(id addr.ID, detail string) {
+	a := &d.attr
+	if len(a.risk) > 1 {
+		if m := a.lists.Mask(key64(&id)); m != 0 {
+			addBits(a.risk, m, -1)
+		}
+	}
+	if detail == "" || a.lists == nil {
+		return
+	}
+	if len(a.details) >= detailGen {
+		a.detailsOld, a.details = a.details, make(map[addr.ID]detailLabel, detailGen)
+	}
+	lbl, known := a.lists.DetailLabel(detail)
+	a.details[id] = detailLabel{lbl, known}
+}
+
+// attrCanary handles a recipient that is a canary and reports whether it
+// was one (it then gets no recipient state).
+func (d *Detector) attrCanary(t time.Time, id addr.ID, o *Observation) bool {
+	if d.o.Attribution == nil {
+		return false
+	}
+	if l := d.o.Attribution.Current(); l != d.attr.lists {
+		d.attrSync(l)
+	}
+	src, ok := d.attr.lists.Canary(id)
+	if !ok {
+		return false
+	}
+	a := &d.attr
+	a.hits.Inc()
+	d.dirtyMeta = true
+	mi := newMsgInfo(o).complete()
+	if in := a.canaries[src]; in != nil {
+		in.Observed++
+		in.UpdatedAt = t
+		known := false
+		for _, r := range in.RecipientIDs {
+			known = known || r == id
+		}
+		if !known {
+			in.add(id, mi, false)
+		}
+		if t.Sub(a.canaryUpd[src]) >= updateEvery || !known {
+			a.canaryUpd[src] = t
+			d.out = append(d.out, in.snapshot("updated", t))
+		}
+		return true
+	}
+	d.st.Seq++
+	in := &Incident{
+		ID:        fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), KindCanary, d.st.Seq),
+		Kind:      KindCanary,
+		State:     "open",
+		StartedAt: t,
+		OpenedAt:  t,
+		UpdatedAt: t,
+		Trigger:   "canary",
+		Observed:  1,
+		Score:     1,
+	}
+	in.CanarySource = src
+	in.add(id, mi, false)
+	a.canaries[src] = in
+	a.canaryUpd[src] = t
+	d.m.active.WithLabelValues(KindCanary).Set(1)
+	d.m.incidents.WithLabelValues(KindCanary).Inc()
+	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", KindCanary), zap.String("canary_source", src),
+		zap.Bool("spam", o.Spam))
+	d.out = append(d.out, in.snapshot("opened", t))
+	return true
+}
+
+// attrMinute resolves canary incidents quiet for CanaryQuiet.
+func (d *Detector) attrMinute(t time.Time) {
+	a := &d.attr
+	for _, src := range sortedKeys(a.canaries) {
+		in := a.canaries[src]
+		if t.Sub(in.UpdatedAt) < CanaryQuiet {
+			continue
+		}
+		at := t
+		in.State, in.ResolvedAt, in.UpdatedAt = "resolved", &at, t
+		delete(a.canaries, src)
+		d.resolved = append(d.resolved, in)
+		if len(d.resolved) > keepResolved {
+			d.resolved = d.resolved[len(d.resolved)-keepResolved:]
+		}
+		d.dirtyMeta = true
+		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", KindCanary), zap.Int("recipients", in.Recipients))
+		d.out = append(d.out, in.snapshot("resolved", t))
+	}
+	if len(a.canaries) == 0 {
+		d.m.active.WithLabelValues(KindCanary).Set(0)
+	}
+}
+
+func sortedKeys(m map[string]*Incident) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// attrOpen lists the open canary incidents, oldest first.
+func (d *Detector) attrOpen() []*Incident {
+	var out []*Incident
+	for _, k := range sortedKeys(d.attr.canaries) {
+		out = append(out, d.attr.canaries[k])
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].OpenedAt.Before(out[j].OpenedAt) })
+	return out
+}
+
+// attrSnapshots is attrOpen as snapshots, for incidents().
+func (d *Detector) attrSnapshots() []Incident {
+	var out []Incident
+	for _, in := range d.attrOpen() {
+		out = append(out, in.snapshot("", in.UpdatedAt).Incident)
+	}
+	return out
+}
+
+// attrPersist runs before incidents are written: brings the attribution
+// of surge incidents up to date and writes the open canary incidents.
+func (d *Detector) attrPersist() {
+	d.attrAnnotate()
+	open := d.attrOpen()
+	for _, in := range open {
+		in.summarise()
+	}
+	if open == nil {
+		open = []*Incident{}
+	}
+	b, _ := json.Marshal(open)
+	d.batch.PutMeta(metaCanaries, b)
+}
+
+// attrAnnotate brings the attribution of the surge incidents, and of the
+// events about to be returned, up to date.
+func (d *Detector) attrAnnotate() {
+	if in := d.open[KindSurge]; in != nil {
+		d.annotate(in)
+	}
+	if n := len(d.resolved); n > 0 && d.resolved[n-1].Kind == KindSurge {
+		d.annotate(d.resolved[n-1])
+	}
+	for i := range d.out {
+		if d.out[i].Kind == KindSurge {
+			d.annotate(&d.out[i].Incident)
+		}
+	}
+}
+
+// annotate computes in's attribution from its recipients (when they
+// changed since the last time).
+func (d *Detector) annotate(in *Incident) {
+	a := &d.attr
+	if in.Attribution.at == in.Recipients && in.Recipients > 0 {
+		return
+	}
+	prev := in.Attribution
+	at := Attribution{at: in.Recipients}
+	at.Dormant = int(in.DormantShare*float64(in.Recipients) + 0.5)
+	tags := a.lists.Tags()
+	counts := make([]int, len(tags)+1) // [len(tags)]: untagged
+	details := map[string]int{}
+	known := map[string]bool{}
+	for _, id := range in.RecipientIDs {
+		m := a.lists.Mask(key64(&id))
+		if m == 0 {
+			counts[len(tags)]++
+		}
+		if bits.OnesCount64(m) == 1 {
+			at.SingleSource++
+		}
+		for b := m; b != 0; b &= b - 1 {
+			counts[bits.TrailingZeros64(b)]++
+		}
+		dl, ok := a.details[id]
+		if !ok {
+			dl, ok = a.detailsOld[id]
+		}
+		if ok {
+			details[dl.label]++
+			known[dl.label] = dl.known
+		}
+	}
+	if len(tags) > 0 && len(a.risk) == len(tags)+1 {
+		n := in.Recipients
+		pop := d.atRisk + n // the population before these first spams
+		var cs []attribution.Count
+		for i, t := range tags {
+			cs = append(cs, attribution.Count{Tag: t, InIncident: counts[i], Population: a.risk[i] + counts[i]})
+		}
+		untagged := d.atRisk - a.risk[len(tags)]
+		cs = append(cs, attribution.Count{Tag: attribution.Untagged, InIncident: counts[len(tags)], Population: untagged + counts[len(tags)]})
+		at.Tags, at.TopTag = attribution.Rank(n, pop, cs, attribution.DefaultGuards)
+		at.TopSource = attribution.Sentence(at.Tags, at.TopTag, n)
+	}
+	// Details are remembered for recent first spams only; after a restart
+	// the stored counts are kept where the recount finds fewer.
+	for _, dc := range prev.SubaddressDetails {
+		if dc.Count > details[dc.Detail] { // not seen since the restart
+			details[dc.Detail] = dc.Count
+			known[dc.Detail] = dc.Known
+		}
+	}
+	var dcs []attribution.DetailCount
+	for lbl, c := range details {
+		dcs = append(dcs, attribution.DetailCount{Detail: lbl, Known: known[lbl], Count: c})
+	}
+	at.SubaddressDetails = attribution.TopDetails(dcs, in.Recipients)
+	at.CanarySource = prev.CanarySource
+	in.Attribution = at
+}
