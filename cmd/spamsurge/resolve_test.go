@@ -201,4 +201,3 @@ func TestDialable(t *testing.T) {
 		}
 	}
 }
-
