@@ -39,7 +39,7 @@ type Incident struct {
 	DictionaryEvidence int       `json:"dictionary_evidence"`
 	Campaigns          Campaigns `json:"campaigns"`
 	RecipientIDs       []addr.ID `json:"recipient_ids"`
-	Attribution // inline: tags, top_tag, subaddress_details... (attribution.go)
+	Attribution                  // inline: tags, top_tag, subaddress_details... (attribution.go)
 
 	dormant int
 	groups  [nDims]map[string]int
