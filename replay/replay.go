@@ -130,44 +130,27 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 		}
 		return nil
 	}
-	for _, in := range inputs {
-		br := bufio.NewReaderSize(in.R, 1<<16)
-		n := 0
-		for {
-			if n%4096 == 0 && ctx.Err() != nil {
-				return st, ctx.Err()
-			}
-			b, tooLong, err := readLine(br, o.MaxLine)
-			if len(b) == 0 && err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return st, fmt.Errorf("%s: %w", in.Name, err)
-			}
-			n++
-			st.Lines++
-			b = bytes.TrimSpace(b)
-			if len(b) == 0 {
-				continue
-			}
-			var ob detector.Observation
-			perr := error(nil)
-			if tooLong {
-				perr = fmt.Errorf("line longer than %d bytes", o.MaxLine)
-			} else {
-				ob, perr = Parse(b)
-			}
-			if perr != nil {
+	// Decoding runs in its own goroutine, a batch ahead of the detector
+	// (JSON decoding costs about as much as detection).
+	stop := make(chan struct{})
+	defer close(stop)
+	batches := make(chan *batch, 4)
+	go produce(ctx, o.MaxLine, inputs, batches, stop)
+	for b := range batches {
+		st.Lines += b.lines
+		for i := range b.items {
+			it := &b.items[i]
+			if it.err != nil {
 				st.Malformed++
-				me := &MalformedError{Name: in.Name, Line: n, Err: perr}
 				if o.OnMalformed != nil {
-					o.OnMalformed(in.Name, n, perr)
+					o.OnMalformed(it.name, it.line, it.err)
 				}
 				if o.Strict {
-					return st, me
+					return st, &MalformedError{Name: it.name, Line: it.line, Err: it.err}
 				}
 				continue
 			}
+			ob := it.o
 			if o.Reorder < 0 {
 				if err := emit(ob); err != nil {
 					return st, err
@@ -185,6 +168,9 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 				}
 			}
 		}
+		if b.fatal != nil {
+			return st, b.fatal
+		}
 	}
 	for h.Len() > 0 {
 		if err := emit(heap.Pop(h).(item).o); err != nil {
@@ -192,6 +178,72 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+type parsed struct {
+	o    detector.Observation
+	err  error
+	name string
+	line int
+}
+
+type batch struct {
+	items []parsed
+	lines int
+	fatal error // a read error or cancellation: the end of the stream
+}
+
+const batchLen = 512
+
+func produce(ctx context.Context, maxLine int, inputs []Input, out chan<- *batch, stop <-chan struct{}) {
+	defer close(out)
+	b := &batch{}
+	send := func() bool {
+		select {
+		case out <- b:
+			b = &batch{items: make([]parsed, 0, batchLen)}
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	for _, in := range inputs {
+		br := bufio.NewReaderSize(in.R, 1<<16)
+		n := 0
+		for {
+			if n%4096 == 0 && ctx.Err() != nil {
+				b.fatal = ctx.Err()
+				send()
+				return
+			}
+			raw, tooLong, err := readLine(br, maxLine)
+			if len(raw) == 0 && err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				b.fatal = fmt.Errorf("%s: %w", in.Name, err)
+				send()
+				return
+			}
+			n++
+			b.lines++
+			raw = bytes.TrimSpace(raw)
+			if len(raw) == 0 {
+				continue
+			}
+			p := parsed{name: in.Name, line: n}
+			if tooLong {
+				p.err = fmt.Errorf("line longer than %d bytes", maxLine)
+			} else {
+				p.o, p.err = Parse(raw)
+			}
+			b.items = append(b.items, p)
+			if len(b.items) == batchLen && !send() {
+				return
+			}
+		}
+	}
+	send()
 }
 
 // readLine reads one line; a line over max is consumed and flagged.

@@ -25,9 +25,9 @@ func TestMalformedLinesSkippedAndCounted(t *testing.T) {
 		`{"time":"2026-05-13T09:15:00Z","rcpt":["bob@example.net"]}`, // no spam
 		`not json at all`,
 		``,
-		`{"rcpt":["c@example.net"],"spam":false}`,                            // no time
-		`{"time":"yesterday","rcpt":["c@example.net"],"spam":false}`,         // bad time
-		`{"time":"2026-05-13T09:16:00Z","spam":false}`,                       // no rcpt
+		`{"rcpt":["c@example.net"],"spam":false}`,                             // no time
+		`{"time":"yesterday","rcpt":["c@example.net"],"spam":false}`,          // bad time
+		`{"time":"2026-05-13T09:16:00Z","spam":false}`,                        // no rcpt
 		`{"time":"2026-05-13T09:16:00Z","rcpt":"c@example.net","spam":false}`, // rcpt not a list
 		`{"time":"2026-05-13T09:17:00Z","rcpt":[],"rejected":["ghost@example.net"],"spam":true}`,
 	}, "\n")
