@@ -435,3 +435,14 @@ func (d *Detector) annotate(in *Incident) {
 	at.CanarySource = prev.CanarySource
 	in.Attribution = at
 }
+
+// SetAttribution attaches source lists to a Detector made by Open (serve
+// loads the lists itself, so that a missing file stops the start). Call it
+// before the first Observe, from the goroutine that calls Observe.
+func (d *Detector) SetAttribution(a Attributor) {
+	if a == nil {
+		return
+	}
+	d.o.Attribution = a
+	d.attrSync(a.Current())
+}

@@ -390,7 +390,9 @@ func (d *Detector) Observe(o Observation) []Event {
 			sl.firstSpam = now
 			changed = true
 			if d.established(sl.firstMail) {
-				dormant := t.Sub(time.Unix(int64(sl.lastDay)*86400, 0)) >= d.o.Dormant
+				// The last mail is kept to the day: count from the
+				// day's end, so dormant means surely dormant.
+				dormant := t.Sub(time.Unix(int64(sl.lastDay+1)*86400, 0)) >= d.o.Dormant
 				g.fs++
 				d.attrFirstSpam(id, detail)
 				d.firstSpam(t, id, info(), g, dormant)

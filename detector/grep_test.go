@@ -2,6 +2,7 @@ package detector
 
 import (
 	"bytes"
+	"github.com/spamsurge/spamsurge/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,3 +24,5 @@ func grepDir(t *testing.T, dir, s string) bool {
 	})
 	return hit
 }
+
+func nil2mem() Store { return store.NewMemory() }
