@@ -838,12 +838,19 @@ func (d *Detector) checkOpen(t time.Time) {
 			ev += d.dictGroups[k]
 		}
 	}
-	// The excess starts after the run's lowest point: the change point
-	// that maximises the likelihood ratio.
-	first, low := 0, math.Inf(1)
+	// The excess starts at the change point: the last event before which
+	// the CUSUM stood within half an event's weight of its lowest level in
+	// the run (the run itself starts at zero, so its first event is
+	// always lowest; a run that idled near zero before the surge would
+	// otherwise date the surge too early).
+	low := math.Inf(1)
+	for _, f := range d.run {
+		low = math.Min(low, f.sBefore)
+	}
+	first := 0
 	for i, f := range d.run {
-		if f.sBefore <= low {
-			first, low = i, f.sBefore
+		if f.sBefore <= low+0.5*math.Log(d.o.Rho)/phi {
+			first = i
 		}
 	}
 	run := d.run[first:]
