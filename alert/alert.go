@@ -262,6 +262,12 @@ func (p *Pusher) toAlert(t *tracked, now time.Time) amAlert {
 	if c := topCampaign(in); c != "" {
 		a.Annotations["top_campaign"] = c
 	}
+	if in.TopSource != "" {
+		a.Annotations["top_source"] = in.TopSource
+	}
+	if in.CanarySource != "" {
+		a.Annotations["canary_source"] = in.CanarySource
+	}
 	if p.o.APIURL != "" {
 		a.GeneratorURL = strings.TrimRight(p.o.APIURL, "/") + "/api/v1/incidents/" + url.PathEscape(in.ID)
 	}
@@ -284,6 +290,9 @@ func (p *Pusher) toAlert(t *tracked, now time.Time) amAlert {
 func summary(in detector.Incident) string {
 	switch in.Kind {
 	case "canary":
+		if in.CanarySource != "" {
+			return fmt.Sprintf("Canary address planted in %s hit (%d canaries): that source has leaked", in.CanarySource, in.Recipients)
+		}
 		return fmt.Sprintf("Canary address hit (%d recipients): a source list has leaked", in.Recipients)
 	case "surge":
 		return fmt.Sprintf("%.0f first-ever spams to never-spammed addresses, %.1f expected: an address list may have leaked", in.Observed, in.Expected)
@@ -297,6 +306,9 @@ func description(in detector.Incident) string {
 		in.ID, in.Kind, in.StartedAt.UTC().Format(time.RFC3339), in.Recipients, in.Observed, in.Expected, in.Score, 100*in.DormantShare)
 	if c := topCampaign(in); c != "" {
 		fmt.Fprintf(&b, " Top campaign: %s.", c)
+	}
+	if in.TopSource != "" {
+		fmt.Fprintf(&b, " Source: %s.", in.TopSource)
 	}
 	b.WriteString(" Get the affected customers with: spamsurge resolve --config FILE --incident " + in.ID + " --addresses customers.txt")
 	return b.String()

@@ -79,7 +79,17 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// The detector fails open: without it (a corrupt store, an unreadable
 	// key) mail still flows, the reason is logged and /readyz says it.
 	dlog := log.Named("detector")
+	// Source lists (attribution.tags, .canaries): a missing file stops
+	// the start; SIGHUP reloads them (lists.go).
+	lists, err := openLists(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer watchHUP(lists, log)()
 	det, detErr := detector.Open(cfg, reg, dlog)
+	if det != nil && lists != nil {
+		det.SetAttribution(lists)
+	}
 	if detErr != nil {
 		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
 	}
@@ -227,6 +237,12 @@ func logEvents(log *zap.Logger, evs []detector.Event) {
 		}
 		if c := ev.Campaigns.ClientNetwork; len(c) > 0 {
 			fields = append(fields, zap.String("top_client_network", c[0].Key))
+		}
+		if ev.TopSource != "" {
+			fields = append(fields, zap.String("top_tag", ev.TopTag), zap.String("top_source", ev.TopSource))
+		}
+		if ev.CanarySource != "" {
+			fields = append(fields, zap.String("canary_source", ev.CanarySource))
 		}
 		log.Warn("incident", fields...)
 	}
