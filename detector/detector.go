@@ -853,6 +853,12 @@ func (d *Detector) checkOpen(t time.Time) {
 			first = i
 		}
 	}
+	// A window test dates the excess no earlier than its window.
+	if win := map[string]time.Duration{"window_10m": shortWindow * time.Minute, "window_24h": 24 * time.Hour}[trigger]; win > 0 {
+		for first < len(d.run)-1 && d.run[first].t.Before(t.Add(-win)) {
+			first++
+		}
+	}
 	run := d.run[first:]
 	kind := KindSurge
 	if ev >= obs {
