@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -56,11 +55,11 @@ type hour struct {
 }
 
 func run(scenario string, seed uint64, n int, dir string) error {
-	path := filepath.Join(dir, fmt.Sprintf("spamsurge-%s-%d-%d.jsonl", scenario, seed, n))
-	f, err := os.Create(path)
+	f, err := os.CreateTemp(dir, fmt.Sprintf("spamsurge-%s-%d-%d-*.jsonl", scenario, seed, n))
 	if err != nil {
 		return err
 	}
+	path := f.Name()
 	tr, err := sim.Run(sim.Config{Scenario: scenario, Seed: seed, Addresses: n}, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
