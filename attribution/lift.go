@@ -225,7 +225,7 @@ func pct(f float64) string {
 }
 
 func times(f float64) string {
-	if f >= 10 {
+	if f >= 9.95 { // not "10.0×"
 		return fmt.Sprintf("%.0f×", f)
 	}
 	return fmt.Sprintf("%.1f×", f)

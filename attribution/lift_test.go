@@ -185,6 +185,10 @@ func TestSentence(t *testing.T) {
 	if s := Sentence(rows, Untagged, 10); !strings.Contains(s, "are in no source list (0.4 % of the population), lift 232×") {
 		t.Errorf("untagged: %q", s)
 	}
+	rows = []TagLift{{Tag: "b", Share: 1, PopulationShare: 0.1, Lift: 9.97}}
+	if s := Sentence(rows, "b", 10); !strings.HasSuffix(s, "lift 10×") {
+		t.Errorf("rounding: %q", s)
+	}
 	rows = []TagLift{{Tag: "w", Share: 1, PopulationShare: 0.6, Lift: 1.6667}}
 	if s := Sentence(rows, "w", 10); !strings.HasSuffix(s, "lift 1.7×") {
 		t.Errorf("small lift: %q", s)

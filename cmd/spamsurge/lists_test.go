@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/sim"
 )
 
 // logWaiter is a logger whose messages a test can wait for, without
@@ -166,5 +170,133 @@ func TestServeCanaryResolveAndReload(t *testing.T) {
 	// A missing list file stops the start.
 	if err := serve(context.Background(), cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "attribution.tags[0] (addressbook)") {
 		t.Fatalf("start with a missing list: %v", err)
+	}
+}
+
+// simulated writes a sim scenario of n addresses and returns the stream's
+// path and the leaked addresses' indexes.
+func simulated(t *testing.T, dir, scenario string, n int) (string, []int) {
+	t.Helper()
+	path := filepath.Join(dir, scenario+".jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr, err := sim.Run(sim.Config{Scenario: scenario, Seed: 1, Addresses: n}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaked []int
+	for _, l := range tr.Leaks {
+		for _, a := range l.Addresses {
+			i, err := strconv.Atoi(strings.TrimPrefix(a[:strings.IndexByte(a, '@')], "user"))
+			if err != nil {
+				t.Fatalf("sim address form changed: %v", err)
+			}
+			leaked = append(leaked, i)
+		}
+	}
+	return path, leaked
+}
+
+// simAddress is sim's address of user i.
+func simAddress(i int) string {
+	return fmt.Sprintf("user%06d@%s", i, []string{"example.net", "example.org", "mail.example.com"}[i%3])
+}
+
+func writeAddresses(t *testing.T, path string, keep func(i int) bool, n int) {
+	t.Helper()
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if keep(i) {
+			b.WriteString(simAddress(i) + "\n")
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The issue's "done when", without the daemon: a replayed plusnet scenario
+// (one customer segment's list leaks) opens an incident naming that
+// segment's tag, and resolve turns it into the affected customers; a leak
+// drawn evenly from the population (drip) names no source.
+func TestReplayNamesTheLeakedSourceAndResolveListsIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays two simulated scenarios")
+	}
+	const n = 20000
+	dir := t.TempDir()
+	plus, leaked := simulated(t, dir, "plusnet", n)
+	lo, hi := slices.Min(leaked), slices.Max(leaked)
+	writeAddresses(t, filepath.Join(dir, "segment.txt"), func(i int) bool { return i >= lo && i <= hi }, n)
+	writeAddresses(t, filepath.Join(dir, "webmail.txt"), func(i int) bool { return i%2 == 0 }, n)
+	writeAddresses(t, filepath.Join(dir, "newsletter.txt"), func(i int) bool { return i%7 < 2 }, n)
+	writeAddresses(t, filepath.Join(dir, "customers.txt"), func(int) bool { return true }, n)
+	cfgFile := filepath.Join(dir, "spamsurge.yaml")
+	os.WriteFile(cfgFile, []byte(`store: {path: `+filepath.Join(dir, "data")+`}
+http: {listen: "`+closedPort(t)+`"}
+attribution:
+  tags:
+    - {name: webmail-login, file: `+filepath.Join(dir, "webmail.txt")+`}
+    - {name: billing-segment, file: `+filepath.Join(dir, "segment.txt")+`}
+    - {name: newsletter, file: `+filepath.Join(dir, "newsletter.txt")+`}
+`), 0o600)
+
+	surges := func(out string) []map[string]any {
+		var evs []map[string]any
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("replay --json line %q: %v", line, err)
+			}
+			if ev["kind"] == "surge" && ev["event"] == "opened" {
+				evs = append(evs, ev)
+			}
+		}
+		return evs
+	}
+
+	var out, errb bytes.Buffer
+	if code := run([]string{"replay", "--config", cfgFile, "--json", plus}, &out, &errb); code != 0 {
+		t.Fatalf("replay: exit %d: %s", code, errb.String())
+	}
+	evs := surges(out.String())
+	if len(evs) != 1 || evs[0]["top_tag"] != "billing-segment" {
+		t.Fatalf("plusnet: surge incidents %v", evs)
+	}
+	t.Logf("plusnet: %v", evs[0]["top_source"])
+
+	out.Reset()
+	errb.Reset()
+	id := evs[0]["id"].(string)
+	if code := run([]string{"resolve", "--config", cfgFile, "--incident", id, "--addresses", filepath.Join(dir, "customers.txt"), "--tag", "billing-segment"}, &out, &errb); code != 0 {
+		t.Fatalf("resolve: exit %d: %s", code, errb.String())
+	}
+	isLeaked := map[string]bool{}
+	for _, i := range leaked {
+		isLeaked[simAddress(i)] = true
+	}
+	got := strings.Split(strings.TrimSpace(out.String()), "\n")
+	for _, a := range got {
+		if !isLeaked[a] {
+			t.Errorf("resolve printed %s, not a leaked address", a)
+		}
+	}
+	if len(got) < 50 {
+		t.Fatalf("resolve printed %d addresses: %s", len(got), errb.String())
+	}
+	t.Logf("resolve: %s", strings.TrimSpace(errb.String()))
+
+	drip, _ := simulated(t, dir, "drip", n)
+	out.Reset()
+	if code := run([]string{"replay", "--config", cfgFile, "--dry-run", "--json", drip}, &out, &errb); code != 0 {
+		t.Fatalf("replay drip: exit %d: %s", code, errb.String())
+	}
+	for _, ev := range surges(out.String()) {
+		if ev["top_tag"] != nil {
+			t.Fatalf("even leak attributed to %v: %v", ev["top_tag"], ev["top_source"])
+		}
 	}
 }

@@ -71,6 +71,12 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	} else {
 		d, err = detector.Open(cfg, prometheus.NewRegistry(), log)
 	}
+	if err == nil {
+		// attribution.tags and .canaries, hashed with the detector's key.
+		if _, err = d.LoadLists(cfg, nil, log); err != nil {
+			d.Close()
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "spamsurge replay: %v\n", err)
 		return 1
@@ -106,6 +112,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			}
 			fmt.Fprintf(stderr, "%s incident %s %s (%s) at %s: %d recipients, observed %.0f expected %.1f\n",
 				ev.Event, ev.ID, ev.Kind, ev.Trigger, ev.At.Format(time.RFC3339), ev.Recipients, ev.Observed, ev.Expected)
+			if ev.TopSource != "" || ev.CanarySource != "" {
+				fmt.Fprintf(stderr, "  source: %s%s\n", ev.TopSource, ev.CanarySource)
+			}
 			return nil
 		},
 		OnMalformed: func(name string, line int, err error) {
