@@ -464,3 +464,17 @@ func (d *Detector) LoadLists(c config.Config, reg prometheus.Registerer, log *za
 	d.SetAttribution(s)
 	return s, nil
 }
+
+// attrRejected checks the recipients the next hop refused: mail to a
+// canary is evidence of the leak even when the canary has no mailbox (a
+// fake row in a user table).
+func (d *Detector) attrRejected(t time.Time, o *Observation) {
+	if d.o.Attribution == nil || d.attr.lists.NumCanaries() == 0 {
+		return
+	}
+	for _, raw := range o.Rejected {
+		if norm, _, err := d.o.Normalizer.Normalize(raw); err == nil {
+			d.attrCanary(t, d.o.Key.Hash(norm), o)
+		}
+	}
+}

@@ -271,3 +271,13 @@ func TestReloadRecountsAndRemovesNewCanaries(t *testing.T) {
 		t.Fatalf("canary after reload: %+v, at risk %d", evs, h.d.AtRisk())
 	}
 }
+
+func TestRejectedCanaryOpens(t *testing.T) {
+	key := testKey(t, 1)
+	src := &lists{loadLists(t, key, nil, map[string][]string{"webmail-users": {"ghost-row@example.net"}})}
+	h := newHarness(t, store.NewMemory(), key, func(o *Options) { o.Attribution = src })
+	evs := h.d.Observe(Observation{Time: t0, Rcpt: []string{"alice@example.net"}, Rejected: []string{"Ghost-Row@example.net"}, Spam: true})
+	if len(evs) != 1 || evs[0].Kind != KindCanary || evs[0].CanarySource != "webmail-users" {
+		t.Fatalf("events %+v", evs)
+	}
+}

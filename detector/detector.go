@@ -415,6 +415,7 @@ func (d *Detector) Observe(o Observation) []Event {
 			d.dirty(id, r)
 		}
 	}
+	d.attrRejected(t, &o)
 	if o.Spam {
 		dict += len(o.Rejected)
 		if dict > 0 {
@@ -515,7 +516,7 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 		b, _ = json.Marshal(all)
 		d.batch.PutMeta(metaIncidents, b)
 	}
-	if err := d.o.Store.Commit(&d.batch, true); err != nil {
+	if err := d.o.Store.Commit(&d.batch, force || !d.o.NoSync); err != nil {
 		// Keep the batch: the next flush retries it.
 		d.m.errors.Inc()
 		d.log.Error("store commit failed", zap.Error(err), zap.Int("pending", len(d.batch.Recs)))
