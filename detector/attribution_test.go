@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -280,4 +281,50 @@ func TestRejectedCanaryOpens(t *testing.T) {
 	if len(evs) != 1 || evs[0].Kind != KindCanary || evs[0].CanarySource != "webmail-users" {
 		t.Fatalf("events %+v", evs)
 	}
+}
+
+// BenchmarkObserveWithLists is BenchmarkObserve with attribution on: two
+// tag lists over half the population (one inside the other) and 1,000
+// canaries, so every recipient is checked against the canaries and every
+// new address and first spam against the tags.
+//
+//	go test -run '^$' -bench 'BenchmarkObserve' ./detector
+func BenchmarkObserveWithLists(b *testing.B) {
+	const pop = 1 << 20
+	key := testKey(b, 1)
+	dir := b.TempDir()
+	name := func(i int) string { return "firstname.lastname" + strconv.Itoa(i) + "@example-provider.net" }
+	var big, small, can strings.Builder
+	for i := 0; i < pop/2; i++ {
+		fmt.Fprintln(&big, name(2*i))
+		if i%4 == 0 {
+			fmt.Fprintln(&small, name(2*i))
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		fmt.Fprintf(&can, "trap%d@example-provider.net\n", i)
+	}
+	for p, s := range map[string]*strings.Builder{"big": &big, "small": &small, "can": &can} {
+		os.WriteFile(filepath.Join(dir, p), []byte(s.String()), 0o600)
+	}
+	l, _, err := attribution.Load(attribution.Config{Key: key, Normalizer: addr.Normalizer{FoldLocal: true, Separators: "+"},
+		Tags:     []attribution.Source{{Name: "webmail-login", File: filepath.Join(dir, "big")}, {Name: "addressbook", File: filepath.Join(dir, "small")}},
+		Canaries: []attribution.Source{{Name: "billing-db", File: filepath.Join(dir, "can")}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := newHarness(b, store.NewMemory(), key, func(o *Options) { o.Attribution = &lists{l} })
+	at := t0
+	o := Observation{Rcpt: make([]string, 1), From: "x@spam.example", ClientIP: "203.0.113.9"}
+	buf := []byte("firstname.lastname")
+	for i := 0; b.Loop(); i++ {
+		at = at.Add(time.Millisecond)
+		o.Time = at
+		a := strconv.AppendInt(buf[:18], int64((i*7919)&(pop-1)), 10)
+		a = append(a, "@example-provider.net"...)
+		o.Rcpt[0] = string(a)
+		o.Spam = i%10 == 0
+		h.d.Observe(o)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rcpt/s")
 }

@@ -41,6 +41,12 @@ func OptionsFromConfig(c config.Config) Options {
 // KeyFile(c) (created if missing), the embedded store at store.path (a
 // corrupt store is refused, never reset). Close also closes the store.
 func Open(c config.Config, reg prometheus.Registerer, log *zap.Logger) (*Detector, error) {
+	return OpenWith(c, reg, log, nil)
+}
+
+// OpenWith is Open with a last word on the Options (replay uses it to
+// commit without waiting for the disk).
+func OpenWith(c config.Config, reg prometheus.Registerer, log *zap.Logger, adjust func(*Options)) (*Detector, error) {
 	if c.Store.RedisURL != "" {
 		return nil, fmt.Errorf("store.redis_url: the Redis store is not available yet; use store.path")
 	}
@@ -54,6 +60,9 @@ func Open(c config.Config, reg prometheus.Registerer, log *zap.Logger) (*Detecto
 	}
 	o := OptionsFromConfig(c)
 	o.Key, o.Store, o.Registerer, o.Logger = key, st, reg, log
+	if adjust != nil {
+		adjust(&o)
+	}
 	d, err := New(o)
 	if err != nil {
 		st.Close()

@@ -37,6 +37,9 @@ type Options struct {
 	Learn      time.Duration // default 72h of learning after Warmup on a new store
 	FlushEvery time.Duration // default 1s: the crash loss window
 	FlushMax   int           // default 1000 transitions per batch
+	// NoSync commits batches without waiting for the disk, except on
+	// Close: for replay, where a crash means running it again.
+	NoSync bool
 
 	// Statistics; see the package doc.
 	HalfLife        time.Duration // default 72h

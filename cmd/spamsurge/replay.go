@@ -57,7 +57,8 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	// On the simulated clock a synced commit per simulated second would
-	// make replay disk-bound; an interrupted replay is simply run again.
+	// make replay disk-bound; an interrupted replay is simply run again,
+	// so batches are committed without fsync and Close syncs.
 	cfg.Detector.FlushInterval = config.Duration(time.Hour)
 	log, err := lf.logger(stderr)
 	if err != nil {
@@ -69,7 +70,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *dry {
 		d, err = dryDetector(cfg, log)
 	} else {
-		d, err = detector.Open(cfg, prometheus.NewRegistry(), log)
+		d, err = detector.OpenWith(cfg, prometheus.NewRegistry(), log, func(o *detector.Options) { o.NoSync = true })
 	}
 	if err == nil {
 		// attribution.tags and .canaries, hashed with the detector's key.
