@@ -50,6 +50,9 @@ type fakeHop struct {
 	// discard makes the hop count body bytes instead of keeping them,
 	// reading with a fixed buffer (for memory tests).
 	discard bool
+	// hangupAfterData closes the connection after each final reply, as a
+	// next hop whose idle timeout fired between transactions.
+	hangupAfterData bool
 }
 
 func newFakeHop(t *testing.T, lmtp bool) *fakeHop {
@@ -284,6 +287,9 @@ func (h *fakeHop) serve(c net.Conn, done chan struct{}) {
 				if !say(orDefault(h.override(".", "", i), "250 2.0.0 Ok: queued as FAKE1")) {
 					return
 				}
+			}
+			if h.hangupAfterData {
+				return
 			}
 			tx = nil
 			continue

@@ -471,3 +471,23 @@ func TestBodyIsStreamedNotBuffered(t *testing.T) {
 		t.Fatalf("hop counted %v, want one message of %s bytes", txs, want)
 	}
 }
+
+// A kept downstream connection that the next hop closed while idle is
+// replaced transparently at the next MAIL.
+func TestKeptConnectionClosedByTheHopIsRedialled(t *testing.T) {
+	hop := newFakeHop(t, false)
+	hop.hangupAfterData = true
+	p := newTestProxy(t, hop.addr(), nil)
+	c := dial(t, p.addr)
+	c.hello("EHLO")
+	for i := 0; i < 3; i++ {
+		sendTxn(c, "b@isp.example")
+		c.expect("", "250 ")
+	}
+	if n := len(hop.completed()); n != 3 {
+		t.Fatalf("hop completed %d, want 3", n)
+	}
+	if v := testutil.ToFloat64(p.metrics.downstreamFails.WithLabelValues(reasonIO)); v != 0 {
+		t.Errorf("a stale kept connection counted as a failure: %v", v)
+	}
+}

@@ -144,41 +144,64 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errShutdown
 	}
 	s.setInTx(true)
+	if opts == nil {
+		opts = &smtp.MailOptions{}
+	}
+	xf := s.xforwardAttrs()
+	// A connection kept from an earlier transaction may have been closed
+	// by the next hop meanwhile (its idle timeout): then, as Postfix does
+	// with cached connections, try once more on a fresh one.
+	reused := s.ds != nil
+	err := s.startTransaction(from, opts, xf)
+	var de *downstreamError
+	var re *ReplyError
+	if reused && ((errors.As(err, &de) && de.reason != reasonTimeout) || (errors.As(err, &re) && re.Reply.Code == 421)) {
+		s.log.Debug("kept next-hop connection failed; reconnecting", zap.Error(err))
+		s.dropDownstream()
+		err = s.startTransaction(from, opts, xf)
+	}
+	if err != nil {
+		s.setInTx(false)
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se
+		}
+		return s.fail("mail", err)
+	}
+	s.ds.dirty = true
+	s.from = from
+	return nil
+}
+
+// startTransaction connects if needed and sends XFORWARD and MAIL. It
+// returns *smtp.SMTPError for refusals of our own, *ReplyError for the
+// next hop's, *downstreamError for failures to talk to it.
+func (s *session) startTransaction(from string, opts *smtp.MailOptions, xf []xforwardAttr) error {
 	if s.ds == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.srv.opts.Downstream.ConnectTimeout+s.srv.opts.Downstream.CommandTimeout)
 		ds, err := dialDownstream(ctx, s.srv.opts.Downstream)
 		cancel()
 		if err != nil {
-			s.setInTx(false)
 			return s.fail("connect", err)
 		}
 		s.ds = ds
 	}
-	if opts == nil {
-		opts = &smtp.MailOptions{}
-	}
 	cmd, serr := s.mailCommand(from, opts)
 	if serr != nil {
-		s.setInTx(false)
 		return serr
 	}
-	if s.srv.opts.XForward && s.ds.has("XFORWARD") {
-		if err := s.ds.xforward(s.xforwardAttrs()); err != nil {
-			s.setInTx(false)
-			return s.fail("xforward", err)
+	if s.srv.opts.XForward && s.ds.has("XFORWARD") && len(xf) > 0 {
+		if err := s.ds.xforward(xf); err != nil {
+			return err
 		}
 	}
 	rep, err := s.ds.cmd(cmd)
 	if err != nil {
-		s.setInTx(false)
-		return s.fail("mail", err)
+		return err
 	}
 	if rep.Code != 250 {
-		s.setInTx(false)
-		return s.fail("mail", &ReplyError{rep})
+		return &ReplyError{rep}
 	}
-	s.ds.dirty = true
-	s.from = from
 	return nil
 }
 
