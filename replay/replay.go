@@ -81,6 +81,13 @@ type line struct {
 
 // Parse decodes one JSONL observation, checking the required fields.
 func Parse(b []byte) (detector.Observation, error) {
+	if o, ok := parseFast(b); ok {
+		return o, nil
+	}
+	return parseJSON(b)
+}
+
+func parseJSON(b []byte) (detector.Observation, error) {
 	var l line
 	if err := json.Unmarshal(b, &l); err != nil {
 		var se *json.SyntaxError
