@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -29,6 +32,8 @@ type logWaiter struct {
 	log  *zap.Logger
 	msgs chan string
 	obs  *observer.ObservedLogs
+	// done, when set, is the daemon's exit: waiting ends if it stops.
+	done chan error
 }
 
 func newLogWaiter() *logWaiter {
@@ -54,6 +59,9 @@ func (w *logWaiter) wait(t *testing.T, msg string) {
 			if m == msg {
 				return
 			}
+		case err := <-w.done:
+			w.done <- err // for the test's own cleanup
+			t.Fatalf("the daemon stopped (%v) before %q was logged; log: %v", err, msg, w.obs.All())
 		case <-deadline:
 			t.Fatalf("no %q logged; log: %v", msg, w.obs.All())
 		}
@@ -117,6 +125,7 @@ func TestServeCanaryResolveAndReload(t *testing.T) {
 	w := newLogWaiter()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	w.done = done
 	go func() { done <- serve(ctx, cfg, w.log) }()
 	defer func() {
 		cancel()
@@ -297,6 +306,92 @@ attribution:
 	for _, ev := range surges(out.String()) {
 		if ev["top_tag"] != nil {
 			t.Fatalf("even leak attributed to %v: %v", ev["top_tag"], ev["top_source"])
+		}
+	}
+}
+
+// The issue's "a canary hit through the live proxy pages within a
+// second": one ordinary (ham) message through the real SMTP proxy to a
+// canary reaches the next hop and becomes a critical alert naming the
+// canary's source at Alertmanager (a recording stand-in). The wall time is
+// logged, not asserted.
+func TestCanaryThroughTheProxyPages(t *testing.T) {
+	sinkLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &demo{}
+	sink := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSession{d: d}, nil }))
+	sink.Domain, sink.ErrorLog = "sink.test", zap.NewStdLog(zap.NewNop())
+	go sink.Serve(sinkLn)
+	defer sink.Close()
+
+	alerts := make(chan []map[string]any, 100)
+	am := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var as []map[string]any
+		json.NewDecoder(r.Body).Decode(&as)
+		alerts <- as
+	}))
+	defer am.Close()
+
+	dir := t.TempDir()
+	canaries := filepath.Join(dir, "canaries.txt")
+	os.WriteFile(canaries, []byte("office-42@example.net\n"), 0o600)
+	cfg := config.Default()
+	cfg.SMTP.Listen = closedPort(t)
+	cfg.Downstream.Address = sinkLn.Addr().String()
+	cfg.HTTP.Listen = closedPort(t)
+	cfg.Store.Path = filepath.Join(dir, "data")
+	cfg.Alerting.AlertmanagerURL = am.URL
+	cfg.Attribution.Canaries = []config.CanaryList{{Source: "addressbook-export", File: canaries}}
+	w := newLogWaiter()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	w.done = done
+	go func() { done <- serve(ctx, cfg, w.log) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	w.wait(t, "http listening")
+
+	sent := time.Now()
+	msg := "From: a@partner.example\r\nTo: office-42@example.net\r\nSubject: hello\r\n\r\nhi\r\n"
+	c, err := smtp.Dial(cfg.SMTP.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hello("mx-in.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("a@partner.example", []string{"office-42@example.net"}, strings.NewReader(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	if d.sinkGot.Load() != 1 {
+		t.Fatal("the message did not reach the next hop")
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case as := <-alerts:
+			for _, a := range as {
+				labels, _ := a["labels"].(map[string]any)
+				ann, _ := a["annotations"].(map[string]any)
+				if labels["kind"] == "canary" {
+					t.Logf("SMTP message to canary → Alertmanager POST: %v wall time", time.Since(sent))
+					if labels["severity"] != "critical" || ann["canary_source"] != "addressbook-export" {
+						t.Fatalf("alert %v", a)
+					}
+					b, _ := json.Marshal(a)
+					if strings.Contains(string(b), "office-42") {
+						t.Fatalf("alert carries the address: %s", b)
+					}
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("no canary alert")
 		}
 	}
 }
