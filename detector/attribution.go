@@ -72,7 +72,8 @@ type Attribution struct {
 	// planted in.
 	CanarySource string `json:"canary_source,omitempty"`
 
-	at int // Recipients when computed
+	at   int                // Recipients when computed
+	with *attribution.Lists // the lists then
 }
 
 // attrState is the detector's attribution bookkeeping.
@@ -378,11 +379,11 @@ func (d *Detector) attrAnnotate() {
 // changed since the last time).
 func (d *Detector) annotate(in *Incident) {
 	a := &d.attr
-	if in.Attribution.at == in.Recipients && in.Recipients > 0 {
+	if in.Attribution.at == in.Recipients && in.Recipients > 0 && in.Attribution.with == a.lists {
 		return
 	}
 	prev := in.Attribution
-	at := Attribution{at: in.Recipients}
+	at := Attribution{at: in.Recipients, with: a.lists}
 	at.Dormant = int(in.DormantShare*float64(in.Recipients) + 0.5)
 	tags := a.lists.Tags()
 	counts := make([]int, len(tags)+1) // [len(tags)]: untagged

@@ -161,6 +161,14 @@ func TestLeakedSourceRankedFirst(t *testing.T) {
 	if op := h.events("opened"); len(op) != 1 || op[0].TopTag != "addressbook" {
 		t.Fatalf("opened events %+v", op)
 	}
+	// Lists reloaded (the book renamed): the open incident is re-ranked
+	// at its next update even without new recipients.
+	src.l = loadLists(t, key, map[string][]int{"webmail-login": span(0, 4000), "book-2026": span(3800, 4400)}, nil)
+	h.obs(at.Add(time.Hour), false, user(1))
+	h.d.attrAnnotate()
+	if live := h.d.open[KindSurge]; live == nil || live.TopTag != "book-2026" || len(live.Tags) != 3 {
+		t.Fatalf("after reload: %+v", live)
+	}
 }
 
 func TestEvenLeakNamesNoSource(t *testing.T) {

@@ -24,6 +24,9 @@ const (
 
 const (
 	longMargin = 1.5
+	// lastMailSlack is how far (days) last mail may move before it is
+	// written again.
+	lastMailSlack = 7
 	// resolveThreshold is the evidence (log-likelihood, over dispersion)
 	// that the rate is back to its baseline rather than Rho times it,
 	// needed to resolve a surge: hysteresis against flapping on a drip.
@@ -406,13 +409,19 @@ func (d *Detector) Observe(o Observation) []Event {
 			}
 		}
 		if day := uint16(now / 1440); day != sl.lastDay {
-			changed = true
 			sl.lastDay = day
+			// Last mail only matters for dormancy (a month): the
+			// store gets it when it moved a week, so a restart can
+			// make an address look at most a week less dormant.
+			if day-sl.savedDay >= lastMailSlack {
+				changed = true
+			}
 		}
 		if changed {
 			r := sl.record()
 			r.LastMail = now
 			d.dirty(id, r)
+			sl.savedDay = sl.lastDay
 		}
 	}
 	d.attrRejected(t, &o)

@@ -25,7 +25,7 @@ type slot struct {
 	firstMail uint32 // minutes since the epoch
 	firstSpam uint32 // minutes since the epoch, 0 = never
 	lastDay   uint16 // days since the epoch of the last mail
-	_         uint16
+	savedDay  uint16 // lastDay as last written to the store
 }
 
 func newTable(hint int) *table {
@@ -99,4 +99,5 @@ func (s *slot) record() store.Record {
 
 func (s *slot) set(r store.Record) {
 	s.firstMail, s.firstSpam, s.lastDay = r.FirstMail, r.FirstSpam, uint16(r.LastMail/1440)
+	s.savedDay = s.lastDay
 }

@@ -120,14 +120,14 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 	h := &obsHeap{}
 	var maxSeen time.Time
 	seq := 0
-	emit := func(ob detector.Observation) error {
+	emit := func(ob *detector.Observation) error {
 		st.Observations++
 		st.Recipients += len(ob.Rcpt)
 		if st.First.IsZero() {
 			st.First = ob.Time
 		}
 		st.Last = ob.Time
-		for _, ev := range o.Detector.Observe(ob) {
+		for _, ev := range o.Detector.Observe(*ob) {
 			st.Events++
 			if o.OnEvent != nil {
 				if err := o.OnEvent(ev); err != nil {
@@ -157,7 +157,7 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 				}
 				continue
 			}
-			ob := it.o
+			ob := &it.o
 			if o.Reorder < 0 {
 				if err := emit(ob); err != nil {
 					return st, err
@@ -284,8 +284,10 @@ func nilIfEOF(err error) error {
 	return err
 }
 
+// item points into a decoded batch, which stays alive while it is queued:
+// the heap moves 16 bytes, not an Observation.
 type item struct {
-	o   detector.Observation
+	o   *detector.Observation
 	seq int
 }
 
