@@ -121,11 +121,11 @@ type bin struct {
 }
 
 type fsEvent struct {
-	sBefore float64 // CUSUM just before this event
-	t       time.Time
-	id      addr.ID
-	mi      *msgInfo
-	dormant bool
+	expBefore float64 // expected count of the run before this event
+	t         time.Time
+	id        addr.ID
+	mi        *msgInfo
+	dormant   bool
 }
 
 // group is one campaign's (sender domain, client network) spam to known
@@ -770,7 +770,7 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dor
 	d.s += math.Log(d.o.Rho) / d.phi()
 	d.resolveS = max(0, d.resolveS-math.Log(d.o.Rho)/d.phi())
 	if len(d.run) < maxRun {
-		d.run = append(d.run, fsEvent{d.s - math.Log(d.o.Rho)/d.phi(), t, id, mi, dormant})
+		d.run = append(d.run, fsEvent{d.runExp, t, id, mi, dormant})
 	}
 	if in := d.open[KindSurge]; in != nil {
 		d.grow(in, t, id, mi, dormant)
@@ -848,19 +848,15 @@ func (d *Detector) checkOpen(t time.Time) {
 			ev += d.dictGroups[k]
 		}
 	}
-	// The excess starts at the change point: the last event before which
-	// the CUSUM stood within half an event's weight of its lowest level in
-	// the run (the run itself starts at zero, so its first event is
-	// always lowest; a run that idled near zero before the surge would
-	// otherwise date the surge too early).
-	low := math.Inf(1)
-	for _, f := range d.run {
-		low = math.Min(low, f.sBefore)
-	}
-	first := 0
+	// The excess starts at the change point: the run's event from which
+	// on the generalised likelihood ratio of "a higher rate since then"
+	// is largest (the rate estimated, not fixed at ρ, so a sharp burst
+	// after a mild drift is dated at the burst).
+	first, best := 0, -1.0
 	for i, f := range d.run {
-		if f.sBefore <= low+0.5*math.Log(d.o.Rho)/phi {
-			first = i
+		n, m := float64(len(d.run)-i), d.runExp-f.expBefore
+		if g := chernoff(n, m); g > best {
+			first, best = i, g
 		}
 	}
 	// A window test dates the excess no earlier than its window.
