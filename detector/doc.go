@@ -10,12 +10,14 @@
 //
 // # Recipient state
 //
-// Per address (16-byte keyed id): first mail, first spam, last mail, in
-// minutes. An address is established once its first mail is older than
-// Options.Warmup, at risk while established and never spammed, dormant
-// when its last mail is older than Options.Dormant. Only transitions are
-// written to the store (first mail, first spam, the day of last mail), in
-// synced batches every Options.FlushEvery; the at-risk count is kept
+// Per address (16-byte keyed id): first mail, first spam (minutes), last
+// mail (day), in an open-addressing table of 20-byte slots keyed by the
+// id's first 64 bits. An address is established once its first mail is
+// older than Options.Warmup, at risk while established and never spammed,
+// dormant when its last mail is older than Options.Dormant. Only
+// transitions are written to the store (first mail, first spam, and last
+// mail once it moved a week), in synced batches every Options.FlushEvery
+// or Options.FlushMax transitions; the at-risk count is kept
 // incrementally: an address seen at t joins an hourly "matures at
 // t+warmup" bucket, which is added to the count when the clock passes it.
 //
@@ -82,9 +84,10 @@
 //
 // # Incidents
 //
-// An incident starts at the first event of the excess: the first counted
-// first spam after the lowest point of the CUSUM in its current run (the
-// change point that maximises the likelihood ratio). It carries observed and
+// An incident starts at the first event of the excess: among the counted
+// first spams since the CUSUM last stood at zero, the one from which on the
+// generalised likelihood ratio of a raised rate is largest (no earlier than
+// the window of a window test). It carries observed and
 // expected counts from then on, the score (statistic over threshold, ≥ 1),
 // the recipients' ids, the share of them that were dormant, and campaigns:
 // the first spams grouped by sender domain, client network (/24, /48),
