@@ -191,7 +191,10 @@ func recipientsFromAPI(ctx context.Context, cfg config.Config, base, incident st
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// Straight to the daemon: never through an HTTP_PROXY (the bearer
+	// token and the hashes stay between us and the daemon).
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Do(req)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
