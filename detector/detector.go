@@ -852,9 +852,19 @@ func (d *Detector) checkOpen(t time.Time) {
 	// on the generalised likelihood ratio of "a higher rate since then"
 	// is largest (the rate estimated, not fixed at ρ, so a sharp burst
 	// after a mild drift is dated at the burst).
+	// Candidates must explain at least half of the run's largest excess,
+	// or short campaign clusters inside a drip would pull the change point
+	// to the latest cluster.
+	maxExcess := 0.0
+	for _, f := range d.run {
+		maxExcess = math.Max(maxExcess, float64(len(d.run))-(d.runExp-f.expBefore))
+	}
 	first, best := 0, -1.0
 	for i, f := range d.run {
 		n, m := float64(len(d.run)-i), d.runExp-f.expBefore
+		if n-m < maxExcess/2 {
+			continue
+		}
 		if g := chernoff(n, m); g > best {
 			first, best = i, g
 		}

@@ -85,9 +85,10 @@
 // # Incidents
 //
 // An incident starts at the first event of the excess: among the counted
-// first spams since the CUSUM last stood at zero, the one from which on the
-// generalised likelihood ratio of a raised rate is largest (no earlier than
-// the window of a window test). It carries observed and
+// first spams since the CUSUM last stood at zero that explain at least half
+// of the run's excess, the one from which on the generalised likelihood
+// ratio of a raised rate is largest (no earlier than the window of a window
+// test). It carries observed and
 // expected counts from then on, the score (statistic over threshold, ≥ 1),
 // the recipients' ids, the share of them that were dormant, and campaigns:
 // the first spams grouped by sender domain, client network (/24, /48),
