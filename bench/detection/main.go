@@ -110,7 +110,7 @@ func run(scenario string, seed uint64, n int, dir string) error {
 	if err != nil {
 		return err
 	}
-	delay := func(r *result) (time.Duration, *detector.Incident, int) {
+	delay := func(who string, r *result) (time.Duration, *detector.Incident, int) {
 		if leak != nil {
 			fmt.Fprintf(os.Stderr, "%s: leak %s from %s to %s\n", scenario, leak.Kind, leak.Start.Format(time.RFC3339), leak.End.Format(time.RFC3339))
 		}
@@ -127,8 +127,8 @@ func run(scenario string, seed uint64, n int, dir string) error {
 			switch {
 			case leak == nil || match*2 < in.Recipients:
 				false_++
-				fmt.Fprintf(os.Stderr, "%s: false incident %s opened %s (%s), %d recipients (%d leaked), observed %.0f expected %.1f\n",
-					scenario, in.ID, in.OpenedAt.Format(time.RFC3339), in.Trigger, in.Recipients, match, in.Observed, in.Expected)
+				fmt.Fprintf(os.Stderr, "%s (%s): false incident %s opened %s (%s), %d recipients (%d leaked), observed %.0f expected %.1f\n",
+					scenario, who, in.ID, in.OpenedAt.Format(time.RFC3339), in.Trigger, in.Recipients, match, in.Observed, in.Expected)
 			case hit == nil:
 				hit = in
 			}
@@ -138,8 +138,8 @@ func run(scenario string, seed uint64, n int, dir string) error {
 		}
 		return hit.OpenedAt.Sub(r.firstLeak), hit, false_
 	}
-	d1, hit, f1 := delay(ours)
-	d2, _, _ := delay(orc)
+	d1, hit, f1 := delay("detector", ours)
+	d2, _, _ := delay("oracle", orc)
 	leakDesc, det, start, found, od, ratio := "none", "—", "—", "—", "—", "—"
 	if leak != nil {
 		leakDesc = fmt.Sprintf("%s, %d addresses", leak.Kind, len(leak.Addresses))
