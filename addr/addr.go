@@ -154,6 +154,9 @@ func (n Normalizer) Normalize(a string) (norm, detail string, err error) {
 		local = strings.ToLower(local)
 		detail = strings.ToLower(detail)
 	}
+	if len(local)+1+len(domain) == len(a) && a[:len(local)] == local && a[len(local)+1:] == domain && a[len(local)] == '@' {
+		return a, detail, nil // already canonical: no copy (the common case)
+	}
 	return local + "@" + domain, detail, nil
 }
 
