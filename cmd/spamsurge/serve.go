@@ -188,7 +188,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}()
 	go func() {
 		defer wg.Done()
-		queue.Run(hctx, consume, tick, 10*time.Second)
+		queue.Run(hctx, consume, tick, time.Second)
 	}()
 	err = proxy.Serve(ctx)
 	hcancel()
