@@ -19,6 +19,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/dchest/siphash"
 	"golang.org/x/net/idna"
@@ -93,6 +95,76 @@ var domainProfile = idna.New(
 // plausible mailbox with an error wrapping ErrInvalid; the error does not
 // quote the address.
 func (n Normalizer) Normalize(a string) (norm, detail string, err error) {
+	if n.canonical(a) {
+		return a, "", nil
+	}
+	return n.normalize(a)
+}
+
+// Byte classes of the canonical fast path.
+const (
+	cOther = iota
+	cLocal // a-z 0-9 '.' '_' '-': allowed in a canonical local part and domain
+	cAt
+)
+
+var class = func() (c [256]uint8) {
+	for b := 'a'; b <= 'z'; b++ {
+		c[b] = cLocal
+	}
+	for b := '0'; b <= '9'; b++ {
+		c[b] = cLocal
+	}
+	c['.'], c['_'], c['-'], c['@'] = cLocal, cLocal, cLocal, cAt
+	return
+}()
+
+// canonical reports, in one pass, whether a is already in the form
+// normalize returns it in with no detail: lowercase letters, digits, '.',
+// '_' and '-' around one '@', a local part of at most MaxLocalLen bytes with
+// no sub-address separator, a plain domain (no trailing dot, no "??--"
+// label prefix, labels of 1 to 63 bytes). Anything else takes the full
+// path, which returns the same for every address accepted here.
+func (n Normalizer) canonical(a string) bool {
+	if len(a) > MaxLen {
+		return false
+	}
+	for i := 0; i < len(n.Separators); i++ {
+		if class[n.Separators[i]] != cOther {
+			return false // a separator that could occur in a canonical local part
+		}
+	}
+	at := 0
+	for at < len(a) && class[a[at]] == cLocal {
+		at++
+	}
+	if at == 0 || at > MaxLocalLen || at == len(a) || a[at] != '@' {
+		return false
+	}
+	label := 0 // bytes in the current domain label
+	for i := at + 1; i < len(a); i++ {
+		c := a[i]
+		if class[c] != cLocal {
+			return false
+		}
+		switch {
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		case c == '-' && a[i-1] == '-' && i-at-1 >= 3 && (i-at-1 == 3 || a[i-4] == '.'):
+			return false // plainASCIIDomain's test for "xn--" and other "??--" prefixes, as is
+		}
+		if label++; label > 63 {
+			return false
+		}
+	}
+	return label > 0 && len(a)-at-1 <= MaxDomain
+}
+
+func (n Normalizer) normalize(a string) (norm, detail string, err error) {
 	if len(a) > MaxLen+2+64 { // room for brackets and whitespace only
 		return "", "", fmt.Errorf("%w: longer than %d bytes", ErrInvalid, MaxLen)
 	}
@@ -239,13 +311,12 @@ func (k *Key) Fingerprint() [8]byte { return k.fp }
 
 // Hash returns the ID of an already normalised address.
 func (k *Key) Hash(norm string) ID {
-	var buf [MaxLen + MaxDomain]byte
-	lo, hi := siphash.Hash128(k.sip0, k.sip1, append(buf[:0], norm...))
+	// Hash128 only reads its input: hash the string's bytes in place
+	// rather than copying them into a zeroed buffer.
+	lo, hi := siphash.Hash128(k.sip0, k.sip1, unsafe.Slice(unsafe.StringData(norm), len(norm)))
 	var id ID
-	for i := 0; i < 8; i++ {
-		id[i] = byte(lo >> (8 * i))
-		id[8+i] = byte(hi >> (8 * i))
-	}
+	binary.LittleEndian.PutUint64(id[:8], lo)
+	binary.LittleEndian.PutUint64(id[8:], hi)
 	return id
 }
 

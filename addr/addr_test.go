@@ -132,7 +132,11 @@ func FuzzNormalize(f *testing.F) {
 	}
 	n := Normalizer{FoldLocal: true, Separators: "+"}
 	f.Fuzz(func(t *testing.T, in string) {
-		norm, _, err := n.Normalize(in)
+		norm, detail, err := n.Normalize(in)
+		// The one-pass fast path agrees with the full path.
+		if n2, d2, e2 := n.normalize(in); n2 != norm || d2 != detail || (e2 == nil) != (err == nil) {
+			t.Fatalf("%q: Normalize (%q %q %v), full path (%q %q %v)", in, norm, detail, err, n2, d2, e2)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error not ErrInvalid: %v", err)
@@ -180,5 +184,56 @@ func BenchmarkNormalize(b *testing.B) {
 	n := Normalizer{FoldLocal: true, Separators: "+"}
 	for b.Loop() {
 		n.Normalize("Firstname.Lastname+news@Example-Provider.net")
+	}
+}
+
+// BenchmarkNormalizeCanonical is the common case: an address already in
+// canonical form (the one-pass fast path).
+func BenchmarkNormalizeCanonical(b *testing.B) {
+	n := Normalizer{FoldLocal: true, Separators: "+"}
+	for b.Loop() {
+		n.Normalize("firstname.lastname123456@example-provider.net")
+	}
+}
+
+// TestCanonicalFastPath checks that the one-pass fast path of Normalize
+// returns exactly what the full path returns, on random addresses built
+// from the bytes that matter to either path, under several policies.
+func TestCanonicalFastPath(t *testing.T) {
+	const alphabet = "ab-._@+xnXN09 <>\"[]:éÜ\x00\x7f"
+	pols := []Normalizer{{}, {FoldLocal: true, Separators: "+"}, {FoldLocal: true, Separators: "+-"}, {Separators: "."}, {Separators: "@"}}
+	r := uint64(1)
+	next := func(n int) int { r ^= r << 13; r ^= r >> 7; r ^= r << 17; return int(r % uint64(n)) }
+	fast := 0
+	check := func(in string) {
+		for _, n := range pols {
+			n1, d1, e1 := n.Normalize(in)
+			n2, d2, e2 := n.normalize(in)
+			if n1 != n2 || d1 != d2 || (e1 == nil) != (e2 == nil) {
+				t.Fatalf("%+v %q: fast path (%q %q %v), full path (%q %q %v)", n, in, n1, d1, e1, n2, d2, e2)
+			}
+			if n.canonical(in) {
+				fast++
+			}
+		}
+	}
+	for _, s := range []string{"a@b", "0@0.--", "a@b.--", "a@xn--b", "a@ab--c", "a@abc--d", "a@b.xn--c", "a@b.", "a@.b", "a@b..c", "@b", "a@", "a@@b",
+		strings.Repeat("a", 64) + "@b", strings.Repeat("a", 65) + "@b", "a@" + strings.Repeat("b", 63), "a@" + strings.Repeat("b", 64),
+		"a@" + strings.Repeat("b.", 127) + "b", "a@" + strings.Repeat("b.", 128) + "b", strings.Repeat("a", 64) + "@" + strings.Repeat("b.", 127) + "bb"} {
+		check(s)
+	}
+	for i := 0; i < 300000; i++ {
+		b := make([]byte, 1+next(12))
+		for j := range b {
+			b[j] = alphabet[next(len(alphabet))]
+		}
+		if next(2) == 0 {
+			b = append(b[:next(len(b))], '@')
+			b = append(b, alphabet[next(4)], 'x', '.', 'n')
+		}
+		check(string(b))
+	}
+	if fast == 0 {
+		t.Fatal("the fast path never ran")
 	}
 }
