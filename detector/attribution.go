@@ -139,17 +139,22 @@ func (d *Detector) attrSync(l *attribution.Lists) {
 	warmMin := uint32(d.o.Warmup / time.Minute)
 	l.Canaries(func(id addr.ID, _ string) {
 		sl := d.tab.find(&id)
-		if sl == nil || sl.firstSpam != 0 {
+		if sl == nil {
 			return
 		}
-		if d.established(sl.firstMail) {
+		st := d.tab.get(sl)
+		if st.firstSpam != 0 {
+			return
+		}
+		if d.established(st.firstMail) {
 			d.atRisk--
-		} else if h := int64(sl.firstMail+warmMin+59) / 60; h > d.matHr {
+		} else if h := int64(st.firstMail+warmMin+59) / 60; h > d.matHr {
 			d.mature[h]--
 		}
 		// In memory only (never written): the slot is no longer at
 		// risk, and Observe never reaches it while it is a canary.
-		sl.firstSpam = 1
+		st.firstSpam = 1
+		d.tab.put(sl, st)
 	})
 	n := len(l.Tags())
 	a.risk = make([]int, n+1)
@@ -157,21 +162,17 @@ func (d *Detector) attrSync(l *attribution.Lists) {
 	if n == 0 {
 		return
 	}
-	for i := range d.tab.slots {
-		sl := &d.tab.slots[i]
-		if sl.k0 == 0 && sl.k1 == 0 || sl.firstSpam != 0 {
-			continue
-		}
-		m := l.Mask(uint64(sl.k0) | uint64(sl.k1)<<32)
+	d.tab.neverSpammed(func(k uint64, firstMail uint32) {
+		m := l.Mask(k)
 		if m == 0 {
-			continue
+			return
 		}
-		if d.established(sl.firstMail) {
+		if d.established(firstMail) {
 			addBits(a.risk, m, 1)
 		} else {
-			d.attrBucket(int64(sl.firstMail+warmMin+59)/60, m, 1)
+			d.attrBucket(int64(firstMail+warmMin+59)/60, m, 1)
 		}
-	}
+	})
 }
 
 func addBits(v []int, m uint64, delta int) {

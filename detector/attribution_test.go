@@ -349,7 +349,7 @@ func BenchmarkReloadRecount(b *testing.B) {
 	for i := 0; i < n; i++ {
 		a := "user" + strconv.Itoa(i) + "@example.net"
 		id := key.Hash(a)
-		h.d.tab.insert(&id).set(store.Record{FirstMail: 60, LastMail: 60})
+		h.d.tab.insert(&id, recOf(store.Record{FirstMail: 60, LastMail: 60}))
 		if i%2 == 0 {
 			list.WriteString(a + "\n")
 		}

@@ -81,6 +81,8 @@ type Detector struct {
 	resolveS           float64 // evidence that an open surge is over (reverse CUSUM)
 	groups, prevGroups map[string]*group
 	recentNew          []newRcpt
+	rc                 []rcptID // Observe's recipients (reused)
+	lastCampaign       campaignMemo
 
 	open     map[string]*Incident
 	resolved []*Incident
@@ -93,6 +95,8 @@ type Detector struct {
 	fh       [24]float64
 	fw       [7]float64
 	seasonOK bool
+	seasonHr int64   // UTC hour of seasonF
+	seasonF  float64 // season factor of seasonHr
 }
 
 // persisted is the learned state kept across restarts (meta detector_state).
@@ -157,6 +161,12 @@ const (
 	perCampaign = 3
 )
 
+// rcptID is a recipient of the observation in hand, normalised and hashed.
+type rcptID struct {
+	id     addr.ID
+	detail string
+}
+
 type newRcpt struct {
 	t  time.Time
 	id addr.ID
@@ -215,13 +225,16 @@ func New(o Options) (*Detector, error) {
 	}
 	warmupMin := uint32(o.Warmup / time.Minute)
 	clockMin := minutes(d.st.Clock)
+	if clockMin != 0 {
+		d.tab.setBase(clockMin, uint16(clockMin/1440))
+	}
 	err = o.Store.Recipients(d.space, func(id [16]byte, r store.Record) error {
 		if r.FirstMail == 0 {
 			return fmt.Errorf("recipient without first mail: %w", store.ErrCorrupt)
 		}
 		// Stored ids are unique: no lookup before the insert.
 		aid := addr.ID(id)
-		d.tab.insert(&aid).set(r)
+		d.tab.insert(&aid, recOf(r))
 		if r.FirstSpam == 0 {
 			// Same rule as established(): matured once its hour bucket
 			// is processed.
@@ -341,16 +354,12 @@ func (d *Detector) Observe(o Observation) []Event {
 		d.m.late.Inc()
 		t = d.clock
 	}
-	d.advance(t)
-	now := minutes(t)
-	var mi *msgInfo
-	info := func() *msgInfo {
-		if mi == nil {
-			mi = newMsgInfo(&o)
-		}
-		return mi
-	}
-	dict := 0
+	// Normalise and hash the recipients first, touching their home
+	// slots: the table is far larger than the caches, and its misses then
+	// overlap with each other and with advance instead of stalling the
+	// updates one by one. (Normalize and Hash are pure: only the order of
+	// the invalid counter changes.)
+	rc := d.rc[:0]
 	for _, raw := range o.Rcpt {
 		norm, detail, err := d.o.Normalizer.Normalize(raw)
 		if err != nil {
@@ -358,11 +367,28 @@ func (d *Detector) Observe(o Observation) []Event {
 			continue
 		}
 		id := d.o.Key.Hash(norm)
+		d.tab.touch(key64(&id))
+		rc = append(rc, rcptID{id, detail})
+	}
+	d.rc = rc
+	d.advance(t)
+	now := minutes(t)
+	var mi *msgInfo
+	info := func() *msgInfo {
+		if mi == nil {
+			mi = d.msgInfo(&o)
+		}
+		return mi
+	}
+	dict := 0
+	for i := range rc {
+		id, detail := rc[i].id, rc[i].detail
 		if d.attrCanary(t, id, &o) {
 			continue
 		}
-		sl := d.tab.find(&id)
-		if sl == nil {
+		k := key64(&id)
+		sl, found := d.tab.lookup(k)
+		if !found {
 			r := store.Record{FirstMail: now, LastMail: now}
 			if o.Spam {
 				r.FirstSpam = now
@@ -375,11 +401,12 @@ func (d *Detector) Observe(o Observation) []Event {
 				d.mature[int64(now+uint32(d.o.Warmup/time.Minute)+59)/60]++
 				d.attrMature(&id, now, 1)
 			}
-			d.tab.insert(&id).set(r)
+			d.tab.insertAt(sl, k, recOf(r))
 			d.dirty(id, r)
 			continue
 		}
-		changed := false
+		st := d.tab.get(sl)
+		changed, touched := false, false
 		var g *group
 		if o.Spam {
 			mi := info()
@@ -389,39 +416,43 @@ func (d *Detector) Observe(o Observation) []Event {
 			}
 			g.n++
 		}
-		if o.Spam && sl.firstSpam == 0 {
-			sl.firstSpam = now
+		if o.Spam && st.firstSpam == 0 {
+			st.firstSpam = now
 			changed = true
-			if d.established(sl.firstMail) {
+			if d.established(st.firstMail) {
 				// The last mail is kept to the day: count from the
 				// day's end, so dormant means surely dormant.
-				dormant := t.Sub(time.Unix(int64(sl.lastDay+1)*86400, 0)) >= d.o.Dormant
+				dormant := t.Sub(time.Unix(int64(st.lastDay+1)*86400, 0)) >= d.o.Dormant
 				g.fs++
 				d.attrFirstSpam(id, detail)
 				d.firstSpam(t, id, info(), g, dormant)
 			} else {
 				// Spammed before it matured: it never becomes at risk.
-				h := int64(sl.firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
+				h := int64(st.firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
 				if h > d.matHr {
 					d.mature[h]--
-					d.attrMature(&id, sl.firstMail, -1)
+					d.attrMature(&id, st.firstMail, -1)
 				}
 			}
 		}
-		if day := uint16(now / 1440); day != sl.lastDay {
-			sl.lastDay = day
+		if day := uint16(now / 1440); day != st.lastDay {
+			st.lastDay = day
+			touched = true
 			// Last mail only matters for dormancy (a month): the
 			// store gets it when it moved a week, so a restart can
 			// make an address look at most a week less dormant.
-			if day-sl.savedDay >= lastMailSlack {
+			if day-st.savedDay >= lastMailSlack {
 				changed = true
 			}
 		}
 		if changed {
-			r := sl.record()
+			r := st.record()
 			r.LastMail = now
 			d.dirty(id, r)
-			sl.savedDay = sl.lastDay
+			st.savedDay = st.lastDay
+		}
+		if changed || touched {
+			d.tab.put(sl, st)
 		}
 	}
 	d.attrRejected(t, &o)
@@ -436,6 +467,30 @@ func (d *Detector) Observe(o Observation) []Event {
 		d.publish()
 	}
 	return d.out
+}
+
+// msgInfo is newMsgInfo with the campaign keys of the last spam
+// remembered: a campaign sends many messages in a row, and newMsgInfo's
+// keys (sender domain, client network, their dictionary key) are pure
+// functions of From and ClientIP whose parsing and formatting allocate on
+// every spam otherwise. The subject and Message-ID are the message's own.
+func (d *Detector) msgInfo(o *Observation) *msgInfo {
+	c := &d.lastCampaign
+	if !c.ok || c.from != o.From || c.ip != o.ClientIP {
+		mi := newMsgInfo(o)
+		*c = campaignMemo{ok: true, from: o.From, ip: o.ClientIP, tmpl: *mi}
+		return mi
+	}
+	mi := new(msgInfo)
+	*mi = c.tmpl
+	mi.subject, mi.msgID = o.Subject, o.MessageID
+	return mi
+}
+
+type campaignMemo struct {
+	ok       bool
+	from, ip string
+	tmpl     msgInfo // as newMsgInfo returned it
 }
 
 // established reports whether the address had matured by the detector's
@@ -560,8 +615,25 @@ const seasonShrink = 20
 func (d *Detector) season(t time.Time) float64 {
 	if !d.seasonOK {
 		d.computeSeason()
+		d.seasonHr = math.MinInt64
 	}
-	return d.fh[t.Hour()] * d.fw[int(t.Weekday())]
+	// The factor is constant within a UTC hour: cache it (advance asks
+	// once per observation; Hour and Weekday are calendar computations).
+	if t.Location() != time.UTC {
+		return d.fh[t.Hour()] * d.fw[int(t.Weekday())]
+	}
+	if h := floorDiv(t.Unix(), 3600); h != d.seasonHr {
+		d.seasonHr, d.seasonF = h, d.fh[t.Hour()]*d.fw[int(t.Weekday())]
+	}
+	return d.seasonF
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
 }
 
 // computeSeason turns the rhythm counts into factors with mean 1, so the
@@ -590,8 +662,11 @@ func (d *Detector) computeSeason() {
 // sums, maturation, learning, resolution.
 func (d *Detector) advance(t time.Time) {
 	for d.clock.Before(t) {
-		next := d.clock.Truncate(time.Minute).Add(time.Minute)
-		if next.After(t) {
+		var next time.Time
+		if floorDiv(d.clock.Unix(), 60) == floorDiv(t.Unix(), 60) {
+			// Within the clock's minute (the common case: one step).
+			next = t
+		} else if next = d.clock.Truncate(time.Minute).Add(time.Minute); next.After(t) {
 			next = t
 		}
 		dt := next.Sub(d.clock).Hours()
