@@ -11,7 +11,7 @@
 // # Recipient state
 //
 // Per address (16-byte keyed id): first mail, first spam (minutes), last
-// mail (day), in an open-addressing table of 20-byte slots keyed by the
+// mail (day), in an open-addressing table of packed 16-byte slots (table.go) keyed by the
 // id's first 64 bits. An address is established once its first mail is
 // older than Options.Warmup, at risk while established and never spammed,
 // dormant when its last mail is older than Options.Dormant. Only
