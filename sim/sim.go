@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	Seed      uint64
 	Addresses int // default 100,000
 	Start     time.Time
+	// Subaddresses makes a third of the leaked source's addresses appear
+	// as user+detail@ in the leak (see attribution.go); detection then
+	// needs the sub-address separator "+" configured.
+	Subaddresses bool
 }
 
 // Truth is what the stream hides: written beside it as JSON.
@@ -48,6 +53,18 @@ type Truth struct {
 	Dictionary []Window `json:"dictionary_attacks,omitempty"`
 	Holiday    *Window  `json:"holiday,omitempty"`
 	Lines      int      `json:"lines"`
+
+	// Attribution (attribution.go): the source the leak's list came
+	// from ("" when drawn from the whole population), the canaries with
+	// the time the leak reached them, and the sub-address detail the
+	// leaked addresses carry (with Config.Subaddresses).
+	LeakedSource     string   `json:"leaked_source,omitempty"`
+	Canaries         []Canary `json:"canaries"`
+	SubaddressDetail string   `json:"subaddress_detail,omitempty"`
+
+	sources   map[string][]int // source → population indexes
+	segment   [2]int           // plusnet: the leaked source's index range
+	canaryHit map[int]time.Time
 }
 
 // Leak is one leaked list being spammed.
@@ -131,7 +148,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 	}
 	tr := &Truth{Scenario: cfg.Scenario, Seed: cfg.Seed, Addresses: n, Start: cfg.Start, End: cfg.Start.Add(time.Duration(days) * 24 * time.Hour)}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	enc := &encoder{w: bw}
+	enc := &encoder{w: bw, n: n}
 
 	// Scenario events.
 	var leakDay, leakLen int
@@ -212,7 +229,11 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		// The leak.
 		if leakDay > 0 && day >= leakDay {
 			if day == leakDay {
-				leaked = chooseLeak(rng, pop, cfg.Scenario, n)
+				var segLo int
+				leaked, segLo = chooseLeak(rng, pop, cfg.Scenario, n)
+				if cfg.Scenario == "plusnet" {
+					tr.segment = [2]int{segLo, segLo + n/10}
+				}
 				l := Leak{Kind: "burst", Start: dayStart.Add(leakStartOff)}
 				if cfg.Scenario == "drip" {
 					l.Kind = "drip"
@@ -235,6 +256,9 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 					rng.Shuffle(len(c.rcpts), func(a, b int) { c.rcpts[a], c.rcpts[b] = c.rcpts[b], c.rcpts[a] })
 					msgs = appendCampaign(rng, msgs, c)
 					l.End = l.Start.Add(c.dur)
+					// The list carries its source's canaries and, with
+					// Config.Subaddresses, sub-addresses.
+					msgs = tr.leakExtras(cfg, enc, msgs, c, leaked)
 					for _, i := range leaked {
 						if pop[i].spam == 0 {
 							pop[i].spam = listedRate(rng)
@@ -284,6 +308,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		return nil, err
 	}
 	tr.Lines = enc.lines
+	tr.assignSources(cfg)
 	return tr, nil
 }
 
@@ -291,10 +316,10 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 // spread, median one spam every ten days.
 func listedRate(rng *rand.Rand) float64 { return math.Exp(rng.NormFloat64()*1.6) * 0.1 }
 
-func chooseLeak(rng *rand.Rand, pop []person, scenario string, n int) []int {
+func chooseLeak(rng *rand.Rand, pop []person, scenario string, n int) (leaked []int, segLo int) {
 	if scenario == "drip" {
 		// 1,000 addresses from the whole population.
-		return rng.Perm(n)[:min(1000, n)]
+		return rng.Perm(n)[:min(1000, n)], 0
 	}
 	// plusnet: one customer segment (a contiguous tenth of the
 	// population); its list has 0.5 % of the population... of the
@@ -313,7 +338,7 @@ func chooseLeak(rng *rand.Rand, pop []person, scenario string, n int) []int {
 	for j := 0; j < want/2; j++ {
 		out = append(out, lo+rng.IntN(seg))
 	}
-	return out
+	return out, lo
 }
 
 var (
@@ -435,6 +460,10 @@ type encoder struct {
 	w     *bufio.Writer
 	buf   []byte
 	lines int
+	n     int // population: indexes from n on are canaries
+	// sub gives some recipients of campaign subOf a sub-address detail.
+	sub   map[int]string
+	subOf *campaign
 }
 
 func (e *encoder) write(m *msg) error {
@@ -446,7 +475,14 @@ func (e *encoder) write(m *msg) error {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, address(r))
+		a := address(r)
+		if r >= e.n {
+			a = canaryAddress(r - e.n)
+		} else if d, ok := e.sub[r]; ok && m.c != nil && m.c == e.subOf {
+			at := strings.IndexByte(a, '@')
+			a = a[:at] + "+" + d + a[at:]
+		}
+		b = strconv.AppendQuote(b, a)
 	}
 	b = append(b, ']')
 	if len(m.rejected) > 0 {

@@ -16,10 +16,12 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/replay"
 	"github.com/spamsurge/spamsurge/sim"
@@ -32,8 +34,8 @@ func main() {
 	scen := flag.String("scenarios", "baseline,plusnet,drip", "comma-separated scenarios")
 	dir := flag.String("dir", os.TempDir(), "where the streams are written")
 	flag.Parse()
-	fmt.Printf("| scenario | seed | addresses | leak | detected after | started at − leak | leaked recipients found (first incident) | false surge incidents | dictionary incidents | oracle delay | ratio |\n")
-	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Printf("| scenario | seed | addresses | leak | detected after | started at − leak | leaked recipients found (first incident) | false surge incidents | dictionary incidents | oracle delay | ratio | top tag at open → final (leaked source) | canary → incident |\n")
+	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, s := range strings.Split(*scen, ",") {
 		if err := run(s, *seed, *n, *dir); err != nil {
 			fmt.Fprintln(os.Stderr, "detection:", err)
@@ -44,6 +46,8 @@ func main() {
 
 type result struct {
 	firstLeak time.Time
+	topAtOpen map[string]string // surge incident id → top tag when opened
+	canary    time.Time         // first canary incident opened
 	surge     []detector.Incident
 	dict      int
 	hourly    map[int64]*hour
@@ -83,7 +87,25 @@ func run(scenario string, seed uint64, n int, dir string) error {
 	if leak != nil {
 		leakStart = leak.Start
 	}
-	ours, err := replayOnce(path, key, norm, leaked, leakStart, nil)
+	// The population's source lists and canaries, hashed like the daemon.
+	listDir, err := os.MkdirTemp(dir, "spamsurge-lists-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(listDir)
+	if _, err := tr.WriteLists(listDir); err != nil {
+		return err
+	}
+	ac := attribution.Config{Key: key, Normalizer: norm, KnownDetails: filepath.Join(listDir, "known-details.txt")}
+	for _, s := range sim.Sources {
+		ac.Tags = append(ac.Tags, attribution.Source{Name: s, File: filepath.Join(listDir, s+".txt")})
+		ac.Canaries = append(ac.Canaries, attribution.Source{Name: s, File: filepath.Join(listDir, "canaries-"+s+".txt")})
+	}
+	lists, _, err := attribution.Load(ac)
+	if err != nil {
+		return err
+	}
+	ours, err := replayOnce(path, key, norm, leaked, leakStart, nil, lists)
 	if err != nil {
 		return err
 	}
@@ -106,7 +128,7 @@ func run(scenario string, seed uint64, n int, dir string) error {
 		}
 		return c / e
 	}
-	orc, err := replayOnce(path, key, norm, leaked, leakStart, oracle)
+	orc, err := replayOnce(path, key, norm, leaked, leakStart, oracle, nil)
 	if err != nil {
 		return err
 	}
@@ -162,12 +184,37 @@ func run(scenario string, seed uint64, n int, dir string) error {
 			}
 		}
 	}
-	fmt.Printf("| %s | %d | %d | %s | %s | %s | %s | %d | %d | %s | %s |\n", scenario, seed, n, leakDesc, det, start, found, f1, ours.dict, od, ratio)
+	// Attribution: the incident's top tag against the leaked source ("—"
+	// for a leak drawn from the whole population: naming any is false).
+	want := tr.LeakedSource
+	if want == "" {
+		want = "none"
+	}
+	top := "—"
+	if hit != nil {
+		name := func(t string) string {
+			if t == "" {
+				return "none"
+			}
+			return t
+		}
+		top = fmt.Sprintf("%s → %s (%s)", name(ours.topAtOpen[hit.ID]), name(hit.TopTag), want)
+	}
+	canary := "—"
+	for _, c := range tr.Canaries {
+		if c.Hit != nil && !ours.canary.IsZero() {
+			canary = ours.canary.Sub(*c.Hit).Round(time.Second).String()
+			break
+		} else if c.Hit != nil {
+			canary = "not opened"
+		}
+	}
+	fmt.Printf("| %s | %d | %d | %s | %s | %s | %s | %d | %d | %s | %s | %s | %s |\n", scenario, seed, n, leakDesc, det, start, found, f1, ours.dict, od, ratio, top, canary)
 	return nil
 }
 
-func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[addr.ID]bool, leakStart time.Time, override func(time.Time) float64) (*result, error) {
-	r := &result{hourly: map[int64]*hour{}}
+func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[addr.ID]bool, leakStart time.Time, override func(time.Time) float64, lists *attribution.Lists) (*result, error) {
+	r := &result{hourly: map[int64]*hour{}, topAtOpen: map[string]string{}}
 	lastH, lastRisk := int64(0), 0
 	o := detector.Options{Key: key, Store: store.NewMemory(), Normalizer: norm, RateOverride: override,
 		Trace: func(t time.Time, id addr.ID, atRisk int, counted bool) {
@@ -194,6 +241,9 @@ func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[add
 				r.hourly[h].counted++
 			}
 		}}
+	if lists != nil {
+		o.Attribution = staticLists{lists}
+	}
 	d, err := detector.New(o)
 	if err != nil {
 		return nil, err
@@ -207,6 +257,12 @@ func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[add
 		if ev.Event == "opened" && ev.Kind == detector.KindDictionary {
 			r.dict++
 		}
+		if ev.Event == "opened" && ev.Kind == detector.KindSurge {
+			r.topAtOpen[ev.ID] = ev.TopTag
+		}
+		if ev.Event == "opened" && ev.Kind == detector.KindCanary && r.canary.IsZero() {
+			r.canary = ev.OpenedAt
+		}
 		return nil
 	}}, replay.Input{Name: path, R: f})
 	if err != nil {
@@ -219,3 +275,7 @@ func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[add
 	}
 	return r, d.Close()
 }
+
+type staticLists struct{ l *attribution.Lists }
+
+func (s staticLists) Current() *attribution.Lists { return s.l }

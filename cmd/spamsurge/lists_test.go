@@ -395,3 +395,50 @@ func TestCanaryThroughTheProxyPages(t *testing.T) {
 		}
 	}
 }
+
+// simulate --lists writes the population's source lists and canaries;
+// replaying plusnet with them attributes the leak to the leaked source,
+// with the sub-address evidence, and opens the source's canary incident.
+func TestSimulatedListsAttributePlusnet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays a simulated scenario")
+	}
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	stream, lists := filepath.Join(dir, "plusnet.jsonl"), filepath.Join(dir, "lists")
+	if code := run([]string{"simulate", "--scenario", "plusnet", "--addresses", "20000", "--subaddresses", "--lists", lists, "--out", stream}, &out, &errb); code != 0 {
+		t.Fatalf("simulate: exit %d: %s", code, errb.String())
+	}
+	section, err := os.ReadFile(filepath.Join(lists, "attribution.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "spamsurge.yaml")
+	os.WriteFile(cfgFile, append([]byte("store: {path: "+filepath.Join(dir, "data")+"}\ndetector: {subaddress_separators: \"+\"}\n"), section...), 0o600)
+	out.Reset()
+	if code := run([]string{"replay", "--config", cfgFile, "--dry-run", "--json", stream}, &out, &errb); code != 0 {
+		t.Fatalf("replay: exit %d: %s", code, errb.String())
+	}
+	var surge, canary map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var ev map[string]any
+		json.Unmarshal([]byte(line), &ev)
+		switch {
+		case ev["kind"] == "surge" && ev["event"] == "resolved":
+			surge = ev
+		case ev["kind"] == "canary" && ev["event"] == "opened":
+			canary = ev
+		}
+	}
+	if surge == nil || surge["top_tag"] != "billing-db" {
+		t.Fatalf("surge incident %v", surge)
+	}
+	details, _ := surge["subaddress_details"].([]any)
+	if len(details) == 0 || details[0].(map[string]any)["detail"] != "shop" || details[0].(map[string]any)["known"] != true {
+		t.Fatalf("sub-address details %v", surge["subaddress_details"])
+	}
+	if canary == nil || canary["canary_source"] != "billing-db" {
+		t.Fatalf("canary incident %v", canary)
+	}
+	t.Logf("%v; canary incident at %v", surge["top_source"], canary["at"])
+}

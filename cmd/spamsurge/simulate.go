@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spamsurge/spamsurge/addr"
@@ -22,8 +23,10 @@ func runSimulate(_ context.Context, args []string, stdout, stderr io.Writer) int
 	n := fs.Int("addresses", 100000, "population size")
 	truthPath := fs.String("truth", "", "truth `file` (default: OUT.truth.json, or none with stdout)")
 	keyFile := fs.String("key-file", "", "address key `file`: adds the leaked addresses' hash ids to the truth")
+	lists := fs.String("lists", "", "`dir` to write the source lists, canaries and known sub-address details into, with attribution.yaml (a config section naming them)")
+	subaddr := fs.Bool("subaddresses", false, "a third of plusnet's leaked addresses appear as user+shop@ (needs detector.subaddress_separators: \"+\")")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: spamsurge simulate --scenario baseline|plusnet|drip [--seed N] [--out FILE] [--addresses N]\n\nWrites a synthetic observation stream (JSONL) with a known truth:\n  baseline  90 days, no leak: weekly rhythm, campaigns, a dictionary attack, a quiet holiday week\n  plusnet   a burst leak of part of the population (0.5 % of the at-risk) after six weeks\n  drip      a slow leak of 1,000 addresses over three days after six weeks")
+		fmt.Fprintln(stderr, "usage: spamsurge simulate --scenario baseline|plusnet|drip [--seed N] [--out FILE] [--addresses N]\n\nWrites a synthetic observation stream (JSONL) with a known truth:\n  baseline  90 days, no leak: weekly rhythm, campaigns, a dictionary attack, a quiet holiday week\n  plusnet   a burst leak of one source's list (billing-db: 0.5 % of the at-risk, and its canaries) after six weeks\n  drip      a slow leak of 1,000 addresses over three days after six weeks")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -46,7 +49,7 @@ func runSimulate(_ context.Context, args []string, stdout, stderr io.Writer) int
 			*truthPath = *out + ".truth.json"
 		}
 	}
-	tr, err := sim.Run(sim.Config{Scenario: *scenario, Seed: *seed, Addresses: *n}, w)
+	tr, err := sim.Run(sim.Config{Scenario: *scenario, Seed: *seed, Addresses: *n, Subaddresses: *subaddr}, w)
 	if err != nil {
 		fmt.Fprintf(stderr, "spamsurge simulate: %v\n", err)
 		return 1
@@ -71,6 +74,16 @@ func runSimulate(_ context.Context, args []string, stdout, stderr io.Writer) int
 					tr.Leaks[i].LeakedIDs = append(tr.Leaks[i].LeakedIDs, key.Hash(norm).String())
 				}
 			}
+		}
+	}
+	if *lists != "" {
+		section, err := tr.WriteLists(*lists)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(*lists, "attribution.yaml"), []byte(section), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "spamsurge simulate: --lists: %v\n", err)
+			return 1
 		}
 	}
 	if *truthPath != "" {
