@@ -38,6 +38,9 @@ type Options struct {
 
 // Handler builds the HTTP routes.
 func Handler(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
 		ErrorLog:          zap.NewStdLog(o.Logger),
