@@ -20,9 +20,9 @@ func TestDetectorKeys(t *testing.T) {
 		t.Fatalf("defaults %+v", def)
 	}
 	for in, key := range map[string]string{
-		"detector:\n  dormant: 0s\n":                   "detector.dormant",
-		"detector:\n  flush_interval: -1s\n":           "detector.flush_interval",
-		"detector:\n  learn: -1h\n":                    "detector.learn",
+		"detector:\n  dormant: 0s\n":                  "detector.dormant",
+		"detector:\n  flush_interval: -1s\n":          "detector.flush_interval",
+		"detector:\n  learn: -1h\n":                   "detector.learn",
 		"detector:\n  subaddress_separators: \"@\"\n": "detector.subaddress_separators",
 	} {
 		_, err := Parse([]byte(in))

@@ -2,11 +2,11 @@ package main
 
 import (
 	"crypto/rand"
-	"os"
-	"runtime/pprof"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spamsurge/spamsurge/addr"
