@@ -84,20 +84,28 @@ func (c *xfConn) takeXForward() []xforwardAttr {
 
 func (c *xfConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
+	// The reply to DATA or STARTTLS decides what the client sends next.
+	switch c.mode {
+	case xfAwaitData:
+		c.mode = replyMode(p, "354", xfData)
+	case xfAwaitTLS:
+		c.mode = replyMode(p, "220", xfPassThrough)
+	}
 	mode := c.mode
 	c.mu.Unlock()
-	switch mode {
-	case xfAwaitData:
-		c.setMode(map[bool]xfMode{true: xfData, false: xfCommand}[bytes.HasPrefix(p, []byte("354"))])
-	case xfAwaitTLS:
-		c.setMode(map[bool]xfMode{true: xfPassThrough, false: xfCommand}[bytes.HasPrefix(p, []byte("220"))])
-	case xfCommand:
-		if string(p) == "250-PIPELINING\r\n" {
-			n, err := c.Conn.Write(append(p[:len(p):len(p)], xforwardEHLO...))
-			return min(n, len(p)), err
-		}
+	if mode == xfCommand && string(p) == "250-PIPELINING\r\n" {
+		n, err := c.Conn.Write(append(p[:len(p):len(p)], xforwardEHLO...))
+		return min(n, len(p)), err
 	}
 	return c.Conn.Write(p)
+}
+
+// replyMode is next when the reply starts with code, else command mode.
+func replyMode(reply []byte, code string, next xfMode) xfMode {
+	if bytes.HasPrefix(reply, []byte(code)) {
+		return next
+	}
+	return xfCommand
 }
 
 func (c *xfConn) setMode(m xfMode) {
