@@ -13,7 +13,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,8 +92,8 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if detErr != nil {
 		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
 	}
-	// The detector is used from the queue's goroutine only; the API
-	// reads the incident snapshot published after every change.
+	// The detector is fed from the queue's goroutine only; its Incidents
+	// snapshot is safe to read from the HTTP and alerting side.
 	var pusher *alert.Pusher
 	if cfg.Alerting.AlertmanagerURL != "" {
 		pusher, err = alert.New(alert.Options{
@@ -105,19 +104,16 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			return err
 		}
 	}
-	var snapshot atomic.Pointer[[]detector.Incident]
 	publish := func(evs []detector.Event) {
-		if len(evs) > 0 || snapshot.Load() == nil {
-			in := det.Incidents()
-			snapshot.Store(&in)
-			if pusher != nil {
-				pusher.Update(in)
-			}
+		if len(evs) > 0 && pusher != nil {
+			pusher.Update(det.Incidents())
 		}
 		logEvents(dlog, evs)
 	}
 	consume := func(o detector.Observation) {
-		dlog.Debug("observation", zap.Int("rcpt", len(o.Rcpt)), zap.Int("rejected", len(o.Rejected)), zap.Bool("spam", o.Spam))
+		if ce := dlog.Check(zap.DebugLevel, "observation"); ce != nil {
+			ce.Write(zap.Int("rcpt", len(o.Rcpt)), zap.Int("rejected", len(o.Rejected)), zap.Bool("spam", o.Spam))
+		}
 		if det != nil {
 			publish(det.Observe(o))
 		}
@@ -127,8 +123,9 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			publish(det.Tick(now.UTC()))
 		}
 	}
-	if det != nil {
-		publish(nil)
+	if det != nil && pusher != nil {
+		// Incidents still open from before a restart are announced again.
+		pusher.Update(det.Incidents())
 	}
 	token, err := readToken(cfg.HTTP.TokenFile)
 	if err != nil {
@@ -137,10 +134,10 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	apiOpts := api.Options{
 		Gatherer: reg, Logger: log.Named("http"), Token: token,
 		Incidents: func() []detector.Incident {
-			if p := snapshot.Load(); p != nil {
-				return *p
+			if det == nil {
+				return nil
 			}
-			return nil
+			return det.Incidents()
 		},
 	}
 	if det != nil {
