@@ -461,6 +461,17 @@ func (c *client) expect(cmd, want string) string {
 	return got
 }
 
+// openData starts a transaction from a@example.org to rcpts, each
+// accepted, up to the 354 of DATA.
+func (c *client) openData(rcpts ...string) {
+	c.t.Helper()
+	c.expect("MAIL FROM:<a@example.org>", "250 ")
+	for _, r := range rcpts {
+		c.expect("RCPT TO:<"+r+">", "250 ")
+	}
+	c.expect("DATA", "354 ")
+}
+
 // hello reads the greeting and says EHLO (or LHLO).
 func (c *client) hello(verb string) {
 	c.t.Helper()

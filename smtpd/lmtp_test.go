@@ -26,11 +26,7 @@ func perRecipient(hop *fakeHop) {
 
 func sendTxn(c *client, rcpts ...string) {
 	c.t.Helper()
-	c.expect("MAIL FROM:<a@example.org>", "250 ")
-	for _, r := range rcpts {
-		c.expect("RCPT TO:<"+r+">", "250 ")
-	}
-	c.expect("DATA", "354 ")
+	c.openData(rcpts...)
 	c.send("Subject: x\r\nX-Spam-Flag: NO\r\n\r\nbody\r\n.\r\n")
 }
 

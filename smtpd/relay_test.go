@@ -97,9 +97,7 @@ func TestFinalRepliesPassThrough(t *testing.T) {
 			p := newTestProxy(t, hop.addr(), nil)
 			c := dial(t, p.addr)
 			c.hello("EHLO")
-			c.expect("MAIL FROM:<a@example.org>", "250 ")
-			c.expect("RCPT TO:<b@isp.example>", "250 ")
-			c.expect("DATA", "354 ")
+			c.openData("b@isp.example")
 			c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
 			c.expect("", final)
 			// The session stays usable.
@@ -196,9 +194,7 @@ func TestClientDisconnectMidDataDeliversNothing(t *testing.T) {
 	p := newTestProxy(t, hop.addr(), nil)
 	c := dial(t, p.addr)
 	c.hello("EHLO")
-	c.expect("MAIL FROM:<a@example.org>", "250 ")
-	c.expect("RCPT TO:<b@isp.example>", "250 ")
-	c.expect("DATA", "354 ")
+	c.openData("b@isp.example")
 	c.send("Subject: x\r\n\r\n" + strings.Repeat("partial body line\r\n", 5000))
 	c.c.Close()
 	eventually(t, "hop to see the transfer end", func() bool {
@@ -218,9 +214,7 @@ func TestSeveralTransactionsReuseTheDownstream(t *testing.T) {
 	c := dial(t, p.addr)
 	c.hello("EHLO")
 	for i := 0; i < 3; i++ {
-		c.expect("MAIL FROM:<a@example.org>", "250 ")
-		c.expect("RCPT TO:<b@isp.example>", "250 ")
-		c.expect("DATA", "354 ")
+		c.openData("b@isp.example")
 		c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
 		c.expect("", "250 ")
 	}
@@ -442,9 +436,7 @@ func TestBodyIsStreamedNotBuffered(t *testing.T) {
 	})
 	c := dial(t, p.addr)
 	c.hello("EHLO")
-	c.expect("MAIL FROM:<a@example.org>", "250 ")
-	c.expect("RCPT TO:<b@isp.example>", "250 ")
-	c.expect("DATA", "354 ")
+	c.openData("b@isp.example")
 	line := []byte(strings.Repeat("x", 998) + "\r\n")
 	block := bytes.Repeat(line, 64) // 64 KB
 	const size = 32 << 20
