@@ -64,15 +64,20 @@ type Detector struct {
 	hrCount, hrExp, hrFlat float64
 	hrDen                  float64
 	hrDict                 float64
+	hrNovel, hrNovExp      float64
 
 	// CUSUM
 	s      float64
 	run    []fsEvent
 	runExp float64
-	ring   [ringLen]bin
-	minIdx int64
-	longC  float64
-	longE  float64
+	// The CUSUM of the first spams of novel campaigns only (novelRate).
+	sN      float64
+	nrun    []fsEvent
+	nrunExp float64
+	ring    [ringLen]bin
+	minIdx  int64
+	longC   float64
+	longE   float64
 
 	// dictGroups is dictionary evidence per campaign, decaying by half
 	// every 3 hours, so first spams of a dictionary campaign are known as
@@ -110,11 +115,24 @@ type persisted struct {
 	HourE     [24]float64 `json:"hour_e"`
 	DowC      [7]float64  `json:"dow_c"`
 	DowE      [7]float64  `json:"dow_e"`
-	DictRate  float64     `json:"dict_rate"` // dictionary evidence per hour
-	Hours     int64       `json:"hours"`
-	PhiNum    float64     `json:"phi_num"`
-	PhiDen    float64     `json:"phi_den"`
-	Seq       int         `json:"seq"`
+	// Scatter of the units (hours, days) behind each rhythm factor:
+	// decayed Pearson sums of each unit against its group's factor and
+	// decayed unit counts (computeSeason's empirical-Bayes shrinkage).
+	HourSS [24]float64 `json:"hour_ss,omitzero"`
+	HourN  [24]float64 `json:"hour_n,omitzero"`
+	DowSS  [7]float64  `json:"dow_ss,omitzero"`
+	DowN   [7]float64  `json:"dow_n,omitzero"`
+	DayC   float64     `json:"day_c,omitzero"` // the UTC day so far
+	DayE   float64     `json:"day_e,omitzero"`
+	// The learned rate of novel-campaign first spams (per at-risk
+	// address-hour, flat), as NovNum/NovDen.
+	NovNum   float64 `json:"nov_num,omitzero"`
+	NovDen   float64 `json:"nov_den,omitzero"`
+	DictRate float64 `json:"dict_rate"` // dictionary evidence per hour
+	Hours    int64   `json:"hours"`
+	PhiNum   float64 `json:"phi_num"`
+	PhiDen   float64 `json:"phi_den"`
+	Seq      int     `json:"seq"`
 	// Tracked sizes the table on load (a map grown key by key spends
 	// most of a restart rehashing).
 	Tracked int `json:"tracked"`
@@ -381,6 +399,23 @@ func (d *Detector) Observe(o Observation) []Event {
 		return mi
 	}
 	dict := 0
+	// The campaign (sender domain and client network) and the sender
+	// domain alone, this hour: recipients and first spams.
+	var g, gs *group
+	groups := func() {
+		if g != nil {
+			return
+		}
+		mi := info()
+		if g = d.groups[mi.dictKey]; g == nil {
+			g = &group{}
+			d.groups[mi.dictKey] = g
+		}
+		if gs = d.groups[mi.senderKey]; gs == nil {
+			gs = &group{}
+			d.groups[mi.senderKey] = gs
+		}
+	}
 	for i := range rc {
 		id, detail := rc[i].id, rc[i].detail
 		if d.attrCanary(t, id, &o) {
@@ -407,14 +442,10 @@ func (d *Detector) Observe(o Observation) []Event {
 		}
 		st := d.tab.get(sl)
 		changed, touched := false, false
-		var g *group
 		if o.Spam {
-			mi := info()
-			if g = d.groups[mi.dictKey]; g == nil {
-				g = &group{}
-				d.groups[mi.dictKey] = g
-			}
+			groups()
 			g.n++
+			gs.n++
 		}
 		if o.Spam && st.firstSpam == 0 {
 			st.firstSpam = now
@@ -424,8 +455,9 @@ func (d *Detector) Observe(o Observation) []Event {
 				// day's end, so dormant means surely dormant.
 				dormant := t.Sub(time.Unix(int64(st.lastDay+1)*86400, 0)) >= d.o.Dormant
 				g.fs++
+				gs.fs++
 				d.attrFirstSpam(id, detail)
-				d.firstSpam(t, id, info(), g, dormant)
+				d.firstSpam(t, id, info(), g, gs, dormant)
 			} else {
 				// Spammed before it matured: it never becomes at risk.
 				h := int64(st.firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
@@ -610,7 +642,34 @@ func (d *Detector) rate(t time.Time) float64 {
 	return d.st.Num / d.st.Den * d.season(t)
 }
 
+// seasonShrink is the pseudo-count pulling a factor toward 1 while there
+// is too little history to measure its scatter (state written before the
+// scatter was kept, or the first days).
 const seasonShrink = 20
+
+// novelRate is the expected rate of first spams from novel campaigns per
+// at-risk address-hour, given the season factor s and the expected rate r
+// of all counted first spams at the same instant. On an established
+// history it is close to zero (a campaign working from an old list reaches
+// few never-spammed addresses), so it is floored at novelFloor of r: the
+// CUSUM then forgets an isolated novel campaign within a day or two
+// instead of keeping it forever.
+func (d *Detector) novelRate(s, r float64) float64 {
+	n := 0.0
+	if d.o.NovelRateOverride != nil {
+		n = d.o.NovelRateOverride(d.clock)
+	} else if d.st.NovDen > 0 {
+		n = d.st.NovNum / d.st.NovDen * s
+	}
+	return math.Max(n, novelFloor*r)
+}
+
+const (
+	novelFloor = 0.02
+	// novelRho is the rate increase the novel CUSUM is tuned for: its
+	// base is near zero, so a leak multiplies it many times over.
+	novelRho = 10
+)
 
 func (d *Detector) season(t time.Time) float64 {
 	if !d.seasonOK {
@@ -640,22 +699,85 @@ func floorDiv(a, b int64) int64 {
 // level lives in the rate alone (two unnormalised ratios would each carry
 // the level's error, and feed it back into the rate).
 func (d *Detector) computeSeason() {
-	var sh, sw float64
-	for h := range d.fh {
-		d.fh[h] = (d.st.HourC[h] + seasonShrink) / (d.st.HourE[h] + seasonShrink)
-		sh += d.fh[h] / 24
-	}
-	for w := range d.fw {
-		d.fw[w] = (d.st.DowC[w] + seasonShrink) / (d.st.DowE[w] + seasonShrink)
-		sw += d.fw[w] / 7
-	}
-	for h := range d.fh {
-		d.fh[h] /= sh
-	}
-	for w := range d.fw {
-		d.fw[w] /= sw
-	}
+	phi := d.phi()
+	ebFactors(d.fh[:], d.st.HourC[:], d.st.HourE[:], d.st.HourSS[:], d.st.HourN[:], phi)
+	ebFactors(d.fw[:], d.st.DowC[:], d.st.DowE[:], d.st.DowSS[:], d.st.DowN[:], phi)
 	d.seasonOK = true
+}
+
+// ebFactors sets f to the rhythm factors of one cycle (hours of the day,
+// days of the week), normalised to mean 1. Each raw factor c/e (counted
+// over flat-expected first spams) is shrunk toward the cycle's mean by
+// empirical Bayes (James–Stein): its noise is σ²/e, σ² the pooled Pearson
+// scatter of the units (single hours, whole days) around their group's
+// factor; the spread of the true factors is what the raw factors scatter
+// beyond that noise. A group is then trusted in proportion to how much of
+// its deviation the cycle's real rhythm can explain. Whole days carry the
+// day-to-day swings of spam volume that hourly counts do not show, which is
+// why weekdays are measured by days, not hours: four Mondays that happened
+// to be busy make a Monday factor only if the other weekdays disagree by
+// more than their own day-to-day noise.
+func ebFactors(f, c, e, ss, n []float64, phi float64) {
+	var sumSS, units float64
+	for g := range f {
+		sumSS += ss[g]
+		units += n[g]
+	}
+	if units < 2*float64(len(f)) {
+		// Too little history to measure the scatter: a fixed prior.
+		for g := range f {
+			f[g] = (c[g] + seasonShrink) / (e[g] + seasonShrink)
+		}
+		normMean(f)
+		return
+	}
+	// Pooled unit scatter, with a prior of φ worth one unit per group.
+	s2 := (sumSS + phi*float64(len(f))) / (units + float64(len(f)))
+	var mean, noise float64
+	for g := range f {
+		f[g] = (c[g] + 1) / (e[g] + 1)
+		mean += f[g] / float64(len(f))
+		noise += s2 / (e[g] + 1) / float64(len(f))
+	}
+	var spread float64
+	for g := range f {
+		spread += (f[g] - mean) * (f[g] - mean) / float64(len(f)-1)
+	}
+	tau2 := math.Max(0, spread-noise)
+	for g := range f {
+		v := s2 / (e[g] + 1)
+		f[g] = mean + tau2/(tau2+v)*(f[g]-mean)
+	}
+	normMean(f)
+}
+
+func normMean(f []float64) {
+	var s float64
+	for _, x := range f {
+		s += x / float64(len(f))
+	}
+	if s <= 0 {
+		for i := range f {
+			f[i] = 1
+		}
+		return
+	}
+	for i := range f {
+		f[i] /= s
+	}
+}
+
+// seasonUnit adds one finished unit (an hour, a day) with count c and flat
+// expectation e to group g: its Pearson deviation from the group's factor
+// as it stood, then the unit itself.
+func seasonUnit(c, e, ss, n []float64, g int, uc, ue float64) {
+	if ue >= 0.1 {
+		f := (c[g] + 1) / (e[g] + 1)
+		ss[g] += math.Min((uc-f*ue)*(uc-f*ue)/(f*ue), 100)
+		n[g]++
+	}
+	c[g] += uc
+	e[g] += ue
 }
 
 // advance moves the clock to t minute by minute: CUSUM drift, window
@@ -677,6 +799,15 @@ func (d *Detector) advance(t time.Time) {
 		}
 		n := float64(d.atRisk)
 		e := r * n * dt
+		en := d.novelRate(s, r) * n * dt
+		d.hrNovExp += en
+		d.nrunExp += en
+		if d.sN > 0 {
+			d.sN -= (novelRho - 1) * en / d.phi()
+			if d.sN <= 0 {
+				d.sN, d.nrun, d.nrunExp = 0, d.nrun[:0], 0
+			}
+		}
 		d.hrExp += e
 		d.hrFlat += e / s
 		d.hrDen += n * s * dt
@@ -707,7 +838,7 @@ func (d *Detector) advance(t time.Time) {
 // gauges publishes the slowly changing state (once a simulated minute and
 // on Close, not per observation: the hot path stays free of atomics).
 func (d *Detector) gauges() {
-	d.m.score.Set(d.s / d.o.Threshold)
+	d.m.score.Set(max(d.s, d.sN) / d.o.Threshold)
 	d.m.expected.Set(d.rate(d.clock) * float64(d.atRisk))
 	d.m.tracked.Set(float64(d.tab.n))
 	d.m.atRisk.Set(float64(d.atRisk))
@@ -754,21 +885,36 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		}
 		d.st.Num = d.st.Num*dec + c
 		d.st.Den = d.st.Den*dec + d.hrDen
+		en := d.hrNovExp
+		cn := math.Min(d.hrNovel, en+3*math.Sqrt(phi*en)+2)
+		if len(d.open) > 0 {
+			cn = math.Min(d.hrNovel, en)
+		}
+		d.st.NovNum = d.st.NovNum*dec + cn
+		d.st.NovDen = d.st.NovDen*dec + d.hrDen
 		prev := time.Unix(d.hrIdx*3600, 0).UTC()
 		hh, ww := prev.Hour(), int(prev.Weekday())
 		for i := range d.st.HourC {
 			d.st.HourC[i] *= decS
 			d.st.HourE[i] *= decS
+			d.st.HourSS[i] *= decS
+			d.st.HourN[i] *= decS
 		}
 		for i := range d.st.DowC {
 			d.st.DowC[i] *= decS
 			d.st.DowE[i] *= decS
+			d.st.DowSS[i] *= decS
+			d.st.DowN[i] *= decS
 		}
 		d.seasonOK = false
-		d.st.HourC[hh] += c
-		d.st.HourE[hh] += d.hrFlat
-		d.st.DowC[ww] += c
-		d.st.DowE[ww] += d.hrFlat
+		seasonUnit(d.st.HourC[:], d.st.HourE[:], d.st.HourSS[:], d.st.HourN[:], hh, c, d.hrFlat)
+		d.st.DayC += c
+		d.st.DayE += d.hrFlat
+		if floorDiv(h, 24) != floorDiv(d.hrIdx, 24) {
+			// The UTC day ended.
+			seasonUnit(d.st.DowC[:], d.st.DowE[:], d.st.DowSS[:], d.st.DowN[:], ww, d.st.DayC, d.st.DayE)
+			d.st.DayC, d.st.DayE = 0, 0
+		}
 		dc := math.Min(d.hrDict, 3*d.st.DictRate+10)
 		d.st.DictRate = d.st.DictRate*dec + dc*(1-dec)
 		d.st.Hours++
@@ -778,6 +924,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.atRisk), zap.Float64("cusum", d.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
 	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
+	d.hrNovel, d.hrNovExp = 0, 0
 	d.hrIdx = h
 	for k, v := range d.dictGroups {
 		if v *= 0.794; v < 1 { // 0.794³ ≈ 1/2
@@ -819,12 +966,13 @@ func (d *Detector) onHour(t time.Time, h int64) {
 }
 
 // firstSpam handles the first spam of an at-risk address.
-func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dormant bool) {
+func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group, dormant bool) {
 	d.atRisk--
 	d.m.firstSpam.Inc()
-	counted := g.counted < perCampaign || novel(g, d.prevGroups[mi.dictKey])
+	nv := novel(g, d.prevGroups[mi.dictKey]) || novel(gs, d.prevGroups[mi.senderKey])
+	counted := g.counted < perCampaign || nv
 	if d.o.Trace != nil {
-		d.o.Trace(t, id, d.atRisk, counted)
+		d.o.Trace(t, id, d.atRisk, counted, nv)
 	}
 	if !counted {
 		return
@@ -837,6 +985,12 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dor
 	d.hrCount++
 	d.ring[d.minIdx%ringLen].c++
 	d.longC++
+	if nv {
+		d.hrNovel++
+		if d.sN == 0 {
+			d.nrun, d.nrunExp = d.nrun[:0], 0
+		}
+	}
 	if d.st.Warm {
 		// Learning only: an excess during warm-up must not carry
 		// into the first minutes after it.
@@ -846,6 +1000,12 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g *group, dor
 	d.resolveS = max(0, d.resolveS-math.Log(d.o.Rho)/d.phi())
 	if len(d.run) < maxRun {
 		d.run = append(d.run, fsEvent{d.runExp, t, id, mi, dormant})
+	}
+	if nv {
+		d.sN += math.Log(novelRho) / d.phi()
+		if len(d.nrun) < maxRun {
+			d.nrun = append(d.nrun, fsEvent{d.nrunExp, t, id, mi, dormant})
+		}
 	}
 	if in := d.open[KindSurge]; in != nil {
 		d.grow(in, t, id, mi, dormant)
@@ -897,11 +1057,16 @@ func (d *Detector) checkOpen(t time.Time) {
 	if d.st.Warm || len(d.run) == 0 {
 		return
 	}
+	events, runExp := d.run, d.runExp
 	obs := float64(len(d.run))
 	phi := d.phi()
 	trigger, score := "", 0.0
 	if d.s >= d.o.Threshold && obs-d.runExp >= d.o.MinExcess {
 		trigger, score = "cusum", d.s/d.o.Threshold
+	} else if n := float64(len(d.nrun)); !d.o.NoNovel && d.sN >= d.o.Threshold && n-d.nrunExp >= d.o.MinExcess {
+		// The excess of novel campaigns alone: its own run.
+		trigger, score = "cusum_novel", d.sN/d.o.Threshold
+		events, runExp, obs = d.nrun, d.nrunExp, n
 	} else if c, e := d.window(shortWindow); c-e >= d.o.MinExcess && chernoff(c, e)/phi >= d.o.WindowThreshold {
 		trigger, score = "window_10m", chernoff(c, e)/phi/d.o.WindowThreshold
 	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phi >= d.o.WindowThreshold {
@@ -917,7 +1082,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	// campaigns behind the excess with its first spams.
 	seen := map[string]bool{}
 	ev := 0.0
-	for _, f := range d.run {
+	for _, f := range events {
 		if k := f.mi.dictKey; !seen[k] {
 			seen[k] = true
 			ev += d.dictGroups[k]
@@ -931,12 +1096,12 @@ func (d *Detector) checkOpen(t time.Time) {
 	// or short campaign clusters inside a drip would pull the change point
 	// to the latest cluster.
 	maxExcess := 0.0
-	for _, f := range d.run {
-		maxExcess = math.Max(maxExcess, float64(len(d.run))-(d.runExp-f.expBefore))
+	for _, f := range events {
+		maxExcess = math.Max(maxExcess, float64(len(events))-(runExp-f.expBefore))
 	}
 	first, best := 0, -1.0
-	for i, f := range d.run {
-		n, m := float64(len(d.run)-i), d.runExp-f.expBefore
+	for i, f := range events {
+		n, m := float64(len(events)-i), runExp-f.expBefore
 		if n-m < maxExcess/2 {
 			continue
 		}
@@ -946,11 +1111,11 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	// A window test dates the excess no earlier than its window.
 	if win := map[string]time.Duration{"window_10m": shortWindow * time.Minute, "window_24h": 24 * time.Hour}[trigger]; win > 0 {
-		for first < len(d.run)-1 && d.run[first].t.Before(t.Add(-win)) {
+		for first < len(events)-1 && events[first].t.Before(t.Add(-win)) {
 			first++
 		}
 	}
-	run := d.run[first:]
+	run := events[first:]
 	kind := KindSurge
 	if ev >= obs {
 		kind = KindDictionary
@@ -963,7 +1128,7 @@ func (d *Detector) checkOpen(t time.Time) {
 		}
 		in.DictionaryEvidence = max(in.DictionaryEvidence, int(ev))
 		in.UpdatedAt = t
-		d.s, d.run, d.runExp = 0, d.run[:0], 0
+		d.resetRuns()
 		d.dirtyMeta = true
 		return
 	}
@@ -976,12 +1141,12 @@ func (d *Detector) checkOpen(t time.Time) {
 		OpenedAt:           t,
 		UpdatedAt:          t,
 		Trigger:            trigger,
-		Expected:           d.runExp,
+		Expected:           runExp,
 		Score:              score,
 		DictionaryEvidence: int(ev),
 	}
 	// Expected from the start on: the run's share of its exposure.
-	in.Expected = d.runExp * float64(len(run)) / obs
+	in.Expected = runExp * float64(len(run)) / obs
 	for _, f := range run {
 		in.add(f.id, f.mi, f.dormant)
 	}
@@ -995,6 +1160,12 @@ func (d *Detector) checkOpen(t time.Time) {
 	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", kind), zap.String("trigger", trigger),
 		zap.Int("recipients", in.Recipients), zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
 	d.out = append(d.out, in.snapshot("opened", t))
+}
+
+// resetRuns restarts both CUSUMs from zero.
+func (d *Detector) resetRuns() {
+	d.s, d.run, d.runExp = 0, d.run[:0], 0
+	d.sN, d.nrun, d.nrunExp = 0, d.nrun[:0], 0
 }
 
 func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
@@ -1090,7 +1261,7 @@ func (d *Detector) checkResolve(t time.Time) {
 		if in.Trigger != "dictionary_burst" {
 			// Start afresh: the excess just explained must not
 			// reopen through the windows that still hold it.
-			d.s, d.run, d.runExp = 0, d.run[:0], 0
+			d.resetRuns()
 			for i := range d.ring {
 				d.ring[i].c, d.ring[i].e = 0, 0
 			}

@@ -50,9 +50,16 @@
 //     most at the expected count: past incidents do not inflate the
 //     baseline, yet a genuine level shift is followed within days.
 //   - The rhythm factors (24 hour-of-day, 7 day-of-week) are ratios of
-//     observed to flat-expected counts, half-life four weeks, shrunk toward 1
-//     by 20 pseudo-events and normalised to mean 1, so the level lives in λ
-//     alone and thin data gives a flat rhythm.
+//     observed to flat-expected counts, half-life four weeks, normalised to
+//     mean 1 so the level lives in λ alone. Each is shrunk toward the mean
+//     by empirical Bayes (James–Stein): its noise is measured from the
+//     scatter of its units (single hours for the hours of the day, whole
+//     days for the weekdays, because spam volume swings from day to day
+//     far more than hourly counts suggest), and it keeps only the part of
+//     its deviation that the spread among the factors shows to be real.
+//     A strong daily rhythm stays; four busy Mondays do not make a Monday
+//     factor. Until there are two units per factor, a fixed prior of 20
+//     pseudo-events applies.
 //   - The trap of young histories: when observation starts, addresses that
 //     are on spammers' lists but rarely spammed look never-spammed, so the
 //     first-spam rate starts high and decays over weeks. A 72 h half-life
@@ -63,6 +70,20 @@
 //     never freezes the baseline. bench/detection replays 90 days of a
 //     population built with this trap (sim) without a false incident.
 //
+// Novel campaigns. A campaign working from an old list reaches few
+// never-spammed addresses; one working from a leaked list reaches mostly
+// those. A first spam is "novel" when its campaign (sender domain + client
+// network), or its sender domain alone across campaigns, has given at
+// least a fifth of its recipients their first spam this hour and the last
+// (with a prior of ten recipients). On an established history the novel
+// stream is nearly silent, so it gets its own CUSUM with its own learned
+// rate, floored at 2 % of the aggregate rate (an isolated novel campaign
+// is forgotten within a day or two instead of accumulating forever), and
+// tuned for a tenfold rise (ln 10 per event): a leak sent in small
+// campaigns, too slow to move the aggregate rate much, shows within hours.
+// A leak mixed into old-list campaigns dilutes the novelty and is left to
+// the aggregate tests below.
+//
 // Tests, evaluated at each counted first spam and each clock advance:
 //
 //   - A Poisson CUSUM for a rate increase of Options.Rho (3×): at each
@@ -71,6 +92,7 @@
 //     drift negative for baseline errors up to 2/ln 3 ≈ 1.8× and is close
 //     to optimal for the 2–4× rates of a drip; h = 12 is an in-control
 //     run length of the order of e^12 expected events.
+//   - The novel-campaign CUSUM above, alarm at the same Options.Threshold.
 //   - Two window tail tests against the same expectation: the last 10
 //     minutes (bursts: a leak blast crosses it within a minute) and the
 //     last 24 hours against 1.5× the expectation (drips too slow for the

@@ -21,7 +21,7 @@ type Incident struct {
 	OpenedAt   time.Time  `json:"opened_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
-	// Trigger is the test that opened it: cusum, window_10m, window_24h
+	// Trigger is the test that opened it: cusum, cusum_novel, window_10m, window_24h
 	// or dictionary_burst.
 	Trigger string `json:"trigger"`
 	// Recipients is the number of distinct recipients (RecipientIDs).
@@ -84,7 +84,8 @@ const topGroups = 5
 type msgInfo struct {
 	keys [nDims]string
 	// dictKey groups dictionary evidence: sender domain and client network.
-	dictKey string
+	dictKey   string
+	senderKey string // the sender domain alone (novelty across campaigns)
 
 	done           bool
 	subject, msgID string
@@ -95,6 +96,7 @@ func newMsgInfo(o *Observation) *msgInfo {
 	mi.keys[dimSender] = domainOf(o.From)
 	mi.keys[dimNet] = network(o.ClientIP)
 	mi.dictKey = mi.keys[dimSender] + "|" + mi.keys[dimNet]
+	mi.senderKey = "@" + mi.keys[dimSender]
 	return mi
 }
 

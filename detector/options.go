@@ -60,9 +60,16 @@ type Options struct {
 	// RateOverride, when set, replaces the learned expected rate (first
 	// spams per at-risk address-hour at t): the oracle of bench/detection.
 	RateOverride func(t time.Time) float64
-	// Trace, when set, sees every first spam of an at-risk address, and
-	// whether it fed the statistics (see perCampaign).
-	Trace func(t time.Time, id addr.ID, atRisk int, counted bool)
+	// NovelRateOverride does the same for the rate of first spams from
+	// novel campaigns (see novelRate).
+	NovelRateOverride func(t time.Time) float64
+	// NoNovel turns the novel-campaign CUSUM off, leaving the aggregate
+	// tests alone (bench/detection -novel=false measures them).
+	NoNovel bool
+	// Trace, when set, sees every first spam of an at-risk address,
+	// whether it fed the statistics (see perCampaign) and whether its
+	// campaign was novel.
+	Trace func(t time.Time, id addr.ID, atRisk int, counted, novel bool)
 }
 
 func (o *Options) fill() error {

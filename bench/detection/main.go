@@ -33,8 +33,10 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed")
 	scen := flag.String("scenarios", "baseline,plusnet,drip", "comma-separated scenarios")
 	dir := flag.String("dir", os.TempDir(), "where the streams are written")
+	flag.BoolVar(&noNovel, "novel", true, "run the novel-campaign CUSUM (false: the aggregate tests alone, for both detector and oracle)")
 	flag.Parse()
-	fmt.Printf("| scenario | seed | addresses | leak | detected after | started at − leak | leaked recipients found (first incident) | false surge incidents | dictionary incidents | oracle delay | ratio | top tag at open → final (leaked source) | canary → incident |\n")
+	noNovel = !noNovel
+	fmt.Printf("| scenario | seed | addresses | leak | detected after (test) | started at − leak | leaked recipients found (first incident) | false surge incidents | dictionary incidents | oracle delay | ratio | top tag at open → final (leaked source) | canary → incident |\n")
 	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, s := range strings.Split(*scen, ",") {
 		if err := run(s, *seed, *n, *dir); err != nil {
@@ -43,6 +45,9 @@ func main() {
 		}
 	}
 }
+
+// noNovel is -novel=false.
+var noNovel bool
 
 type result struct {
 	firstLeak time.Time
@@ -55,6 +60,7 @@ type result struct {
 
 type hour struct {
 	counted float64 // non-leak counted first spams
+	novel   float64 // of which from novel campaigns
 	atRisk  float64
 }
 
@@ -105,30 +111,34 @@ func run(scenario string, seed uint64, n int, dir string) error {
 	if err != nil {
 		return err
 	}
-	ours, err := replayOnce(path, key, norm, leaked, leakStart, nil, lists)
+	ours, err := replayOnce(path, key, norm, leaked, leakStart, nil, nil, lists)
 	if err != nil {
 		return err
 	}
 	// The oracle knows the background rate around every instant.
-	oracle := func(t time.Time) float64 {
-		// Same hour of day (±1 h) over ±3 days: the rhythm is part of
-		// the truth.
-		h := t.Unix() / 3600
-		var c, e float64
-		for day := int64(-3); day <= 3; day++ {
-			for k := h + 24*day - 1; k <= h+24*day+1; k++ {
-				if x := ours.hourly[k]; x != nil {
-					c += x.counted
-					e += x.atRisk
+	oracle := func(novel bool) func(t time.Time) float64 {
+		return func(t time.Time) float64 {
+			// Same hour of day (±1 h) over ±3 days: the rhythm is
+			// part of the truth.
+			h := t.Unix() / 3600
+			var c, e float64
+			for day := int64(-3); day <= 3; day++ {
+				for k := h + 24*day - 1; k <= h+24*day+1; k++ {
+					if x := ours.hourly[k]; x != nil {
+						if c += x.counted; novel {
+							c += x.novel - x.counted
+						}
+						e += x.atRisk
+					}
 				}
 			}
+			if e == 0 {
+				return 0
+			}
+			return c / e
 		}
-		if e == 0 {
-			return 0
-		}
-		return c / e
 	}
-	orc, err := replayOnce(path, key, norm, leaked, leakStart, oracle, nil)
+	orc, err := replayOnce(path, key, norm, leaked, leakStart, oracle(false), oracle(true), nil)
 	if err != nil {
 		return err
 	}
@@ -167,7 +177,7 @@ func run(scenario string, seed uint64, n int, dir string) error {
 		leakDesc = fmt.Sprintf("%s, %d addresses", leak.Kind, len(leak.Addresses))
 		det = "not detected"
 		if hit != nil {
-			det = d1.Round(time.Second).String()
+			det = fmt.Sprintf("%s (%s)", d1.Round(time.Second), hit.Trigger)
 			start = hit.StartedAt.Sub(ours.firstLeak).Round(time.Second).String()
 			m := 0
 			for _, id := range hit.RecipientIDs {
@@ -213,11 +223,11 @@ func run(scenario string, seed uint64, n int, dir string) error {
 	return nil
 }
 
-func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[addr.ID]bool, leakStart time.Time, override func(time.Time) float64, lists *attribution.Lists) (*result, error) {
+func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[addr.ID]bool, leakStart time.Time, override, novelOverride func(time.Time) float64, lists *attribution.Lists) (*result, error) {
 	r := &result{hourly: map[int64]*hour{}, topAtOpen: map[string]string{}}
 	lastH, lastRisk := int64(0), 0
-	o := detector.Options{Key: key, Store: store.NewMemory(), Normalizer: norm, RateOverride: override,
-		Trace: func(t time.Time, id addr.ID, atRisk int, counted bool) {
+	o := detector.Options{Key: key, Store: store.NewMemory(), Normalizer: norm, RateOverride: override, NovelRateOverride: novelOverride, NoNovel: noNovel,
+		Trace: func(t time.Time, id addr.ID, atRisk int, counted, novel bool) {
 			if leaked[id] && !t.Before(leakStart) {
 				if r.firstLeak.IsZero() {
 					r.firstLeak = t
@@ -239,6 +249,9 @@ func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[add
 			r.hourly[h].atRisk = float64(atRisk)
 			if counted && !leaked[id] {
 				r.hourly[h].counted++
+				if novel {
+					r.hourly[h].novel++
+				}
 			}
 		}}
 	if lists != nil {

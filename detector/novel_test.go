@@ -1,0 +1,146 @@
+package detector
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/store"
+)
+
+// A slow drip from one sender, in small campaigns from ever new client
+// networks, each adding a few first spams an hour to an ordinary
+// background: the aggregate rate barely moves, but the sender's spam
+// reaches mostly never-spammed addresses, which ordinary spam does not.
+func TestNovelSenderDripIsFound(t *testing.T) {
+	h := newHarness(t, store.NewMemory(), testKey(t, 1), nil)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 5000
+	var old []string // the spammers' old list: spammed from the start
+	for i := 0; i < n; i++ {
+		h.obs(t0.Add(time.Duration(i)*time.Millisecond), false, user(i))
+	}
+	for i := 0; i < 1000; i++ {
+		old = append(old, user(i))
+	}
+	spam := func(at time.Time, from, ip string, rcpt ...string) {
+		h.ev = append(h.ev, h.d.Observe(Observation{Time: at, Rcpt: rcpt, Spam: true, From: from, ClientIP: ip,
+			Subject: "offer", MessageID: "<1@mid.example>"})...)
+	}
+	h.obs(t0.Add(time.Minute), true, old...)
+	// Background: ham, and ordinary campaigns to the old list that now
+	// and then reach one address that never had spam (about 14 a day).
+	background := func(from, to time.Time) {
+		for at := from; at.Before(to); at = at.Add(10 * time.Minute) {
+			h.obs(at, false, user(1000+rng.IntN(n-1000)))
+			rcpt := make([]string, 0, 12)
+			for range 10 {
+				rcpt = append(rcpt, old[rng.IntN(len(old))])
+			}
+			if rng.Float64() < 0.1 {
+				rcpt = append(rcpt, user(1000+rng.IntN(n-1000)))
+			}
+			spam(at, fmt.Sprintf("a@bulk%d.example", rng.IntN(5)), fmt.Sprintf("203.0.%d.9", rng.IntN(50)), rcpt...)
+		}
+	}
+	start := t0.Add(time.Hour)
+	leakStart := start.Add(10 * 24 * time.Hour)
+	background(start, leakStart)
+	if h.d.WarmingUp() || len(h.events("opened")) != 0 {
+		t.Fatalf("warm-up %v, %d incidents before the drip", h.d.WarmingUp(), len(h.events("opened")))
+	}
+	// The drip: an hourly campaign of 8 from news@drip.example, 5 of them
+	// never spammed, each hour from another /24.
+	leaked := map[addr.ID]bool{}
+	next := 4000
+	for hr := 0; hr < 6; hr++ {
+		at := leakStart.Add(time.Duration(hr) * time.Hour)
+		background(at, at.Add(time.Hour))
+		for k := range 8 {
+			a := old[rng.IntN(len(old))]
+			if k%3 != 0 {
+				a = user(next)
+				leaked[h.d.o.Key.Hash(a)] = true
+				next++
+			}
+			spam(at.Add(time.Duration(k)*5*time.Minute), "news@drip.example", fmt.Sprintf("198.51.%d.7", hr), a)
+		}
+	}
+	ins := h.d.Incidents()
+	if len(ins) != 1 || ins[0].Kind != KindSurge {
+		t.Fatalf("incidents after a 6-hour drip of %d first spams: %+v", len(leaked), ins)
+	}
+	in := ins[0]
+	if in.Trigger != "cusum_novel" {
+		t.Fatalf("opened by %s, want the novel-campaign CUSUM", in.Trigger)
+	}
+	hits := 0
+	for _, id := range in.RecipientIDs {
+		if leaked[id] {
+			hits++
+		}
+	}
+	if hits*10 < in.Recipients*9 || in.Campaigns.SenderDomain[0].Key != "drip.example" {
+		t.Fatalf("%d of %d recipients leaked; senders %+v", hits, in.Recipients, in.Campaigns.SenderDomain)
+	}
+	if in.StartedAt.Before(leakStart) || in.OpenedAt.Sub(leakStart) > 5*time.Hour {
+		t.Fatalf("started %v opened %v, drip from %v", in.StartedAt, in.OpenedAt, leakStart)
+	}
+}
+
+func TestEmpiricalBayesRhythm(t *testing.T) {
+	// Seven weekdays, 20 days each, with day-to-day volume swings of
+	// ±20 % and Poisson noise around 100 expected per day. Over many
+	// histories, the shrunk factors must be nearer the truth than the raw
+	// ones: much nearer when the truth is flat, no farther when there is a
+	// real weekly rhythm (weekends at half).
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, weekend := range []float64{1, 0.5} {
+		truth := make([]float64, 7)
+		for g := range truth {
+			truth[g] = 1
+			if g >= 5 {
+				truth[g] = weekend
+			}
+		}
+		normMean(truth)
+		var rawErr, ebErr float64
+		f := make([]float64, 7)
+		for range 200 {
+			var c, e, ss, n [7]float64
+			for range 20 {
+				for g := range 7 {
+					seasonUnit(c[:], e[:], ss[:], n[:], g, poissonish(rng, 100*truth[g]*(0.8+0.4*rng.Float64())), 100)
+				}
+			}
+			raw := make([]float64, 7)
+			for g := range raw {
+				raw[g] = c[g] / e[g]
+			}
+			normMean(raw)
+			ebFactors(f, c[:], e[:], ss[:], n[:], 2)
+			for g := range f {
+				rawErr += (raw[g] - truth[g]) * (raw[g] - truth[g])
+				ebErr += (f[g] - truth[g]) * (f[g] - truth[g])
+			}
+		}
+		t.Logf("weekend %.1f: mean squared error raw %.5f, shrunk %.5f", weekend, rawErr/1400, ebErr/1400)
+		if weekend == 1 && ebErr > rawErr/3 || ebErr > rawErr*1.05 {
+			t.Errorf("weekend %.1f: shrinkage error %.5f against raw %.5f", weekend, ebErr/1400, rawErr/1400)
+		}
+	}
+	// Without measured scatter (old state), the fixed prior applies.
+	f := make([]float64, 7)
+	ebFactors(f, []float64{100, 0, 0, 0, 0, 0, 0}, []float64{50, 50, 50, 50, 50, 50, 50}, make([]float64, 7), make([]float64, 7), 2)
+	if f[0] <= f[1] || f[1] != f[6] {
+		t.Errorf("fallback factors %v", f)
+	}
+}
+
+// poissonish draws a count of mean m (normal approximation, m ≫ 1).
+func poissonish(rng *rand.Rand, m float64) float64 {
+	return math.Max(0, math.Round(m+rng.NormFloat64()*math.Sqrt(m)))
+}
