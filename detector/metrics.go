@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		expected: f.NewGauge(prometheus.GaugeOpts{Name: "spamsurge_first_spam_expected_per_hour",
 			Help: "Expected first spams per hour among at-risk addresses (baseline × population × rhythm)."}),
 		score: f.NewGauge(prometheus.GaugeOpts{Name: "spamsurge_surge_score",
-			Help: "Current surge score: the CUSUM over its alarm threshold (1 = alarm)."}),
+			Help: "Current surge score: the larger CUSUM (all counted first spams, or those of novel campaigns) over its alarm threshold (1 = alarm)."}),
 		warmup: f.NewGauge(prometheus.GaugeOpts{Name: "spamsurge_detector_warmup",
 			Help: "1 while the detector is warming up (new store or changed key) and opens no incidents."}),
 		flushes: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_store_commits_total",

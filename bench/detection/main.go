@@ -159,8 +159,9 @@ func run(scenario string, seed uint64, n int, dir string) error {
 			switch {
 			case leak == nil || match*2 < in.Recipients:
 				false_++
-				fmt.Fprintf(os.Stderr, "%s (%s): false incident %s opened %s (%s), %d recipients (%d leaked), observed %.0f expected %.1f\n",
-					scenario, who, in.ID, in.OpenedAt.Format(time.RFC3339), in.Trigger, in.Recipients, match, in.Observed, in.Expected)
+				fmt.Fprintf(os.Stderr, "%s (%s): false incident %s started %s opened %s (%s), %d recipients (%d leaked), observed %.0f expected %.1f, senders %v, networks %v\n",
+					scenario, who, in.ID, in.StartedAt.Format(time.RFC3339), in.OpenedAt.Format(time.RFC3339), in.Trigger, in.Recipients, match, in.Observed, in.Expected,
+					in.Campaigns.SenderDomain, in.Campaigns.ClientNetwork)
 			case hit == nil:
 				hit = in
 			}
