@@ -33,8 +33,8 @@
 //     campaign that reaches a few rarely spammed addresses yields a burst of
 //     first spams that is not a leak. A campaign (sender domain + client
 //     network) feeds at most three first spams an hour into the statistics
-//     unless it is novel: a fifth or more of its known recipients get their
-//     first spam (with a prior of ten recipients). A leaked list is
+//     unless it is novel (see below): a fifth or more of its known
+//     recipients get their first spam. A leaked list is
 //     mostly never-spammed addresses, so its campaigns are novel and count
 //     in full; an ordinary campaign to already-spammed addresses counts
 //     nothing. spamsurge_first_spam_total still counts every first spam.
@@ -57,9 +57,11 @@
 //     days for the weekdays, because spam volume swings from day to day
 //     far more than hourly counts suggest), and it keeps only the part of
 //     its deviation that the spread among the factors shows to be real.
-//     A strong daily rhythm stays; four busy Mondays do not make a Monday
-//     factor. Until there are two units per factor, a fixed prior of 20
-//     pseudo-events applies.
+//     Hours borrow from their neighbours (weights ¼ ½ ¼), since the daily
+//     rhythm is smooth. A cycle stays flat until each of its groups has
+//     about three units (three days for the hours, three weeks for the
+//     weekdays): two quiet Wednesdays must not halve every Wednesday's
+//     expectation.
 //   - The trap of young histories: when observation starts, addresses that
 //     are on spammers' lists but rarely spammed look never-spammed, so the
 //     first-spam rate starts high and decays over weeks. A 72 h half-life
