@@ -126,8 +126,14 @@ type persisted struct {
 	DayE   float64     `json:"day_e,omitzero"`
 	// The learned rate of novel-campaign first spams (per at-risk
 	// address-hour, flat), as NovNum/NovDen.
-	NovNum   float64 `json:"nov_num,omitzero"`
-	NovDen   float64 `json:"nov_den,omitzero"`
+	NovNum float64 `json:"nov_num,omitzero"`
+	NovDen float64 `json:"nov_den,omitzero"`
+	// Dispersion of 4-hour blocks (phiSlow) and the block so far.
+	Phi4Num  float64 `json:"phi4_num,omitzero"`
+	Phi4Den  float64 `json:"phi4_den,omitzero"`
+	BlkC     float64 `json:"blk_c,omitzero"`
+	BlkE     float64 `json:"blk_e,omitzero"`
+	BlkH     int     `json:"blk_h,omitzero"`
 	DictRate float64 `json:"dict_rate"` // dictionary evidence per hour
 	Hours    int64   `json:"hours"`
 	PhiNum   float64 `json:"phi_num"`
@@ -634,6 +640,18 @@ func (d *Detector) phi() float64 {
 	return math.Max(1, math.Min(p, 20))
 }
 
+// phiSlow is the dispersion for the tests that add evidence up over hours
+// (the aggregate CUSUM, the 24-hour window): the same Pearson ratio over
+// 4-hour blocks, and never below phi. Spam volume swings by the day, so
+// one busy morning puts excess into several hours at once; hourly counts
+// miss that correlation and would let a CUSUM count one busy morning as
+// many independent surprises. (Measured on the simulator: 3.3 for hours,
+// 4.1 for 4-hour blocks.)
+func (d *Detector) phiSlow() float64 {
+	p := (d.st.Phi4Num + 2*12) / (d.st.Phi4Den + 12)
+	return math.Max(d.phi(), math.Min(p, 20))
+}
+
 // rate is the expected first-spam rate per at-risk address-hour at t.
 func (d *Detector) rate(t time.Time) float64 {
 	if d.o.RateOverride != nil {
@@ -837,7 +855,7 @@ func (d *Detector) advance(t time.Time) {
 			d.resolveS += (d.o.Rho - 1) * e / d.phi()
 		}
 		if d.s > 0 {
-			d.s -= (d.o.Rho - 1) * e / d.phi()
+			d.s -= (d.o.Rho - 1) * e / d.phiSlow()
 			if d.s <= 0 {
 				d.s, d.run, d.runExp = 0, d.run[:0], 0
 			}
@@ -896,6 +914,20 @@ func (d *Detector) onHour(t time.Time, h int64) {
 			decP := math.Pow(0.5, 1/(7*24.0))
 			d.st.PhiNum = d.st.PhiNum*decP + math.Min(r, 100)
 			d.st.PhiDen = d.st.PhiDen*decP + 1
+			d.st.BlkC += d.hrCount
+			d.st.BlkE += e
+			d.st.BlkH++
+			if d.st.BlkH == 4 {
+				r := (d.st.BlkC - d.st.BlkE) * (d.st.BlkC - d.st.BlkE) / d.st.BlkE
+				dec4 := math.Pow(0.5, 4/(7*24.0))
+				d.st.Phi4Num = d.st.Phi4Num*dec4 + math.Min(r, 100)
+				d.st.Phi4Den = d.st.Phi4Den*dec4 + 1
+				d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
+			}
+		}
+		if len(d.open) > 0 || e <= 0.5 {
+			// A block is four consecutive ordinary hours.
+			d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
 		}
 		d.st.Num = d.st.Num*dec + c
 		d.st.Den = d.st.Den*dec + d.hrDen
@@ -1010,7 +1042,7 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 		// into the first minutes after it.
 		return
 	}
-	d.s += math.Log(d.o.Rho) / d.phi()
+	d.s += math.Log(d.o.Rho) / d.phiSlow()
 	d.resolveS = max(0, d.resolveS-math.Log(d.o.Rho)/d.phi())
 	if len(d.run) < maxRun {
 		d.run = append(d.run, fsEvent{d.runExp, t, id, mi, dormant})
@@ -1073,7 +1105,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	events, runExp := d.run, d.runExp
 	obs := float64(len(d.run))
-	phi := d.phi()
+	phi, phiSlow := d.phi(), d.phiSlow()
 	trigger, score := "", 0.0
 	if d.s >= d.o.Threshold && obs-d.runExp >= d.o.MinExcess {
 		trigger, score = "cusum", d.s/d.o.Threshold
@@ -1083,11 +1115,11 @@ func (d *Detector) checkOpen(t time.Time) {
 		events, runExp, obs = d.nrun, d.nrunExp, n
 	} else if c, e := d.window(shortWindow); c-e >= d.o.MinExcess && chernoff(c, e)/phi >= d.o.WindowThreshold {
 		trigger, score = "window_10m", chernoff(c, e)/phi/d.o.WindowThreshold
-	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phi >= d.o.WindowThreshold {
+	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phiSlow >= d.o.WindowThreshold {
 		// Over a day the expected count is large, so a Poisson test
 		// would flag a baseline that is merely 10 % off; test against
 		// the expectation with a model-error margin instead.
-		trigger, score = "window_24h", chernoff(d.longC, m)/phi/d.o.WindowThreshold
+		trigger, score = "window_24h", chernoff(d.longC, m)/phiSlow/d.o.WindowThreshold
 	}
 	if trigger == "" {
 		return
