@@ -41,7 +41,11 @@
 //   - Dispersion. What remains is still clustered, so every test is
 //     quasi-Poisson: log-likelihoods are divided by φ, the Pearson
 //     dispersion of hourly counts (variance over mean, learned with a
-//     one-week half-life, prior 2, bounded to [1, 20]).
+//     one-week half-life, prior 2, bounded to [1, 20]). The tests that add
+//     evidence up over hours (the aggregate CUSUM, the 24-hour window) use
+//     the same ratio over 4-hour blocks where it is larger: spam volume
+//     swings by the day, so a busy morning puts excess into several hours
+//     at once, one surprise rather than many.
 //   - λ is an exponentially weighted ratio of counts to exposure with a
 //     half-life of Options.HalfLife (72 h), started from a prior
 //     (Options.PriorPerDay, worth Options.PriorWeight address-hours) so a

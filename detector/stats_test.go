@@ -146,3 +146,33 @@ func TestEmpiricalBayesRhythm(t *testing.T) {
 func poissonish(rng *rand.Rand, m float64) float64 {
 	return math.Max(0, math.Round(m+rng.NormFloat64()*math.Sqrt(m)))
 }
+
+// Days that swing between half and one and a half times the usual spam put
+// their excess into many hours at once: the dispersion of 4-hour blocks
+// sees it, the hourly one much less, and the aggregate CUSUM uses the
+// larger.
+func TestSlowDispersionSeesDayLevelSwings(t *testing.T) {
+	h := newHarness(t, store.NewMemory(), testKey(t, 1), nil)
+	rng := rand.New(rand.NewPCG(9, 10))
+	const n = 20000
+	for i := 0; i < n; i++ {
+		h.obs(t0.Add(time.Duration(i)*time.Millisecond), false, user(i))
+	}
+	next := 0
+	for at := t0.Add(time.Hour); at.Before(t0.Add(30 * 24 * time.Hour)); at = at.Add(5 * time.Minute) {
+		day := int(at.Sub(t0) / (24 * time.Hour))
+		rate := 0.5 + float64(day%3)*0.5 // 0.5, 1, 1.5 by day
+		h.obs(at, false, user(n/2+rng.IntN(n/2)))
+		if rng.Float64() < rate*0.4 {
+			// Each first spam from its own campaign: no campaign cap.
+			h.d.Observe(Observation{Time: at, Rcpt: []string{user(next)}, Spam: true,
+				From: fmt.Sprintf("a@s%d.example", next), ClientIP: fmt.Sprintf("192.0.%d.1", next%250)})
+			next++
+		}
+	}
+	fast, slow := h.d.phi(), h.d.phiSlow()
+	t.Logf("φ hourly %.2f, 4-hour blocks %.2f", fast, slow)
+	if slow < 1.5*fast {
+		t.Fatalf("φ hourly %.2f, 4-hour blocks %.2f: day-level swings not seen", fast, slow)
+	}
+}
