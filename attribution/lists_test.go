@@ -185,6 +185,9 @@ func TestSetReload(t *testing.T) {
 	if s.Current() != second || testutil.ToFloat64(s.reloadErrors) != 1 || testutil.ToFloat64(s.tagSize.WithLabelValues("book")) != 3 {
 		t.Fatal("failed reload changed the lists or was not counted")
 	}
+	if testutil.ToFloat64(s.lastOK) != 0 {
+		t.Fatal("last_reload_successful still 1 after a failed reload")
+	}
 	if logs.FilterMessage("reloading lists failed; keeping the previous ones").Len() != 1 {
 		t.Fatal("failed reload not logged")
 	}
@@ -200,6 +203,11 @@ func TestSetReload(t *testing.T) {
 	}
 	if _, err := New(Options{Config: Config{Key: k, Canaries: []Source{{"crm", can}}}}); err == nil {
 		t.Fatal("a missing file at start is not an error")
+	}
+	// The file is back: the next reload succeeds and says so.
+	write(t, dir, "can.txt", "trap@example.net\n")
+	if err := s.Reload(); err != nil || testutil.ToFloat64(s.lastOK) != 1 {
+		t.Fatalf("reload after the file came back: %v, last_reload_successful %v", err, testutil.ToFloat64(s.lastOK))
 	}
 	var nilSet *Set
 	if nilSet.Current() != nil || nilSet.Current().MaskOf(addr.ID{}) != 0 {

@@ -48,6 +48,7 @@ type Set struct {
 
 	reloadErrors prometheus.Counter
 	reloads      prometheus.Counter
+	lastOK       prometheus.Gauge
 	tagSize      *prometheus.GaugeVec
 	canarySize   prometheus.Gauge
 }
@@ -66,6 +67,8 @@ func New(o Options) (*Set, error) {
 			Help: "Reloads of the tag and canary lists (SIGHUP) that failed; the previous lists stay in use."}),
 		reloads: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_attribution_reloads_total",
 			Help: "Successful reloads of the tag and canary lists (SIGHUP)."}),
+		lastOK: f.NewGauge(prometheus.GaugeOpts{Name: "spamsurge_attribution_last_reload_successful",
+			Help: "Whether the last load of the tag and canary lists succeeded (0: the lists in use are older than the files)."}),
 		tagSize: f.NewGaugeVec(prometheus.GaugeOpts{Name: "spamsurge_attribution_tag_addresses",
 			Help: "Distinct addresses loaded per source tag (attribution.tags)."}, []string{"tag"}),
 		canarySize: f.NewGauge(prometheus.GaugeOpts{Name: "spamsurge_attribution_canary_addresses",
@@ -79,6 +82,7 @@ func New(o Options) (*Set, error) {
 		return nil, err
 	}
 	s.publish(l)
+	s.lastOK.Set(1)
 	return s, nil
 }
 
@@ -98,11 +102,13 @@ func (s *Set) Reload() error {
 	l, err := s.load()
 	if err != nil {
 		s.reloadErrors.Inc()
+		s.lastOK.Set(0)
 		s.log.Error("reloading lists failed; keeping the previous ones", zap.Error(err))
 		return err
 	}
 	s.publish(l)
 	s.reloads.Inc()
+	s.lastOK.Set(1)
 	return nil
 }
 

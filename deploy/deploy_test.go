@@ -155,7 +155,7 @@ func decodeYAML(t *testing.T, path string, v any) {
 var requiredAlerts = []string{
 	"SpamSurgeIncidentOpen", "SpamSurgeCanaryHit", "SpamSurgeFirstSpamRateHigh",
 	"SpamSurgeDetectorErrors", "SpamSurgeRelayTempfailRatioHigh", "SpamSurgeObservationsDropped",
-	"SpamSurgeNextHopFailures", "SpamSurgeDown", "SpamSurgeDetectorWarmup",
+	"SpamSurgeNextHopFailures", "SpamSurgeDown", "SpamSurgeDetectorWarmup", "SpamSurgeAttributionReloadFailed",
 }
 
 // TestAlertConventions: every alert has a known severity, a summary and a
@@ -605,7 +605,11 @@ store:
   key_file: %s
 alerting:
   alertmanager_url: http://%s
-`, freePort(t), freePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), freePort(t))
+attribution:
+  tags: [{name: book, file: %s}]
+  canaries: [{source: book, file: %s}]
+`, freePort(t), freePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), freePort(t),
+		writeFile(t, dir, "book.txt", "a@example.net\n"), writeFile(t, dir, "canaries.txt", "trap@example.net\n"))
 	cfgPath := filepath.Join(dir, "spamsurge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -1478,4 +1482,14 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 			t.Errorf("%s: inhibited %v, want %v", k, g, w)
 		}
 	}
+}
+
+// writeFile writes content to dir/name and returns the path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
