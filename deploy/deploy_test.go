@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spamsurge/spamsurge/internal/testkit"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spamsurge/spamsurge/config"
@@ -42,21 +44,10 @@ const (
 	runbookURL     = "https://github.com/spamsurge/spamsurge/blob/main/deploy/RUNBOOK.md#"
 )
 
-// need returns the path of a tool, skipping loudly without it (failing
-// when CI=true: CI installs prometheus and prometheus-alertmanager).
+// need returns the path of a tool (testkit.Need: fails without it in CI).
 func need(t *testing.T, name string, paths ...string) string {
 	t.Helper()
-	for _, p := range append(paths, name) {
-		if found, err := exec.LookPath(p); err == nil {
-			return found
-		}
-	}
-	msg := fmt.Sprintf("\n\n*** %s NOT FOUND: this test needs the real tool (apt-get install prometheus prometheus-alertmanager). ***\n", name)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
+	return testkit.Need(t, "prometheus prometheus-alertmanager", name, paths...)
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -529,33 +520,24 @@ func TestMetricNamesExist(t *testing.T) {
 
 var (
 	buildOnce sync.Once
-	buildDir  string
+	binPath   string
 	buildErr  error
 )
 
-// daemonBinary builds ../cmd/spamsurge once per test process.
+// daemonBinary builds cmd/spamsurge once per test process.
 func daemonBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "spamsurge-deploy")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, "spamsurge"), "../cmd/spamsurge").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(func() { binPath, buildErr = testkit.BuildDaemon() })
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return filepath.Join(buildDir, "spamsurge")
+	return binPath
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
 	}
 	os.Exit(code)
 }
@@ -565,24 +547,7 @@ type daemon struct {
 	cmd    *exec.Cmd
 	http   string
 	exited chan error // receives Wait's result once
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testkit.SyncBuffer
 }
 
 // startDaemon runs `spamsurge serve` on free loopback ports with a closed
@@ -593,7 +558,7 @@ func startDaemon(t *testing.T) *daemon {
 	t.Helper()
 	bin := daemonBinary(t)
 	dir := t.TempDir()
-	d := &daemon{http: freePort(t), exited: make(chan error, 1), logs: &syncBuffer{}}
+	d := &daemon{http: testkit.FreePort(t), exited: make(chan error, 1), logs: &testkit.SyncBuffer{}}
 	cfg := fmt.Sprintf(`smtp:
   listen: %s
 downstream:
@@ -608,7 +573,7 @@ alerting:
 attribution:
   tags: [{name: book, file: %s}]
   canaries: [{source: book, file: %s}]
-`, freePort(t), freePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), freePort(t),
+`, testkit.FreePort(t), testkit.FreePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), testkit.FreePort(t),
 		writeFile(t, dir, "book.txt", "a@example.net\n"), writeFile(t, dir, "canaries.txt", "trap@example.net\n"))
 	cfgPath := filepath.Join(dir, "spamsurge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
@@ -712,16 +677,6 @@ func TestReloadSignal(t *testing.T) {
 	case !hasReload && survived:
 		t.Logf("\n\n*** `spamsurge serve` survives SIGHUP now: add `ExecReload=/bin/kill -HUP $MAINPID` to %s ***\n", unitFile)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // parseExposition reads the text format: names from the TYPE lines (with
@@ -1264,8 +1219,8 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
-	logs := &syncBuffer{}
+	addr := testkit.FreePort(t)
+	logs := &testkit.SyncBuffer{}
 	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -1383,8 +1338,8 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
-	logs := &syncBuffer{}
+	addr := testkit.FreePort(t)
+	logs := &testkit.SyncBuffer{}
 	cmd := exec.Command(am, "--config.file="+cfg, "--storage.path="+dir,
 		"--web.listen-address="+addr, "--cluster.listen-address=")
 	cmd.Stdout, cmd.Stderr = logs, logs

@@ -15,99 +15,40 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/spamsurge/spamsurge/internal/testkit"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "spamsurge-e2e")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "spamsurge")
-	out, err := exec.Command("go", "build", "-o", binary, "../cmd/spamsurge").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building spamsurge: %v\n%s", err, out)
+	var err error
+	if binary, err = testkit.BuildDaemon(); err != nil {
+		fmt.Fprintf(os.Stderr, "building spamsurge: %v\n", err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(filepath.Dir(binary))
 	os.Exit(code)
 }
 
-// need returns the path of a tool, skipping (or, in CI, failing) without it.
+// need returns the path of a tool (testkit.Need: fails without it in CI).
 func need(t *testing.T, name string, paths ...string) string {
 	t.Helper()
-	for _, p := range append(paths, name) {
-		if found, err := exec.LookPath(p); err == nil {
-			return found
-		}
-	}
-	msg := fmt.Sprintf("\n\n*** %s NOT FOUND: this test needs the real tool (apt-get install postfix swaks). ***\n", name)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// syncBuffer is a goroutine-safe log capture.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return testkit.Need(t, "postfix swaks prometheus prometheus-alertmanager", name, paths...)
 }
 
 type proc struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *testkit.SyncBuffer
 }
 
 // start runs a command until the test ends.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), out: &syncBuffer{}}
+	p := &proc{cmd: exec.Command(name, args...), out: &testkit.SyncBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -131,11 +72,11 @@ type sink struct {
 func startSink(t *testing.T, extra ...string) *sink {
 	t.Helper()
 	bin := need(t, "smtp-sink", "/usr/sbin/smtp-sink")
-	s := &sink{addr: freePort(t), dump: filepath.Join(t.TempDir(), "dump")}
+	s := &sink{addr: testkit.FreePort(t), dump: filepath.Join(t.TempDir(), "dump")}
 	args := append([]string{"-u", "root", "-D", s.dump}, extra...)
 	args = append(args, s.addr, "64")
 	start(t, bin, args...)
-	waitListening(t, s.addr)
+	testkit.WaitListening(t, s.addr)
 	return s
 }
 
@@ -182,7 +123,7 @@ type conf struct {
 
 func startDaemon(t *testing.T, downstream string, c conf) *daemon {
 	t.Helper()
-	d := &daemon{smtp: freePort(t), http: freePort(t)}
+	d := &daemon{smtp: testkit.FreePort(t), http: testkit.FreePort(t)}
 	dir := t.TempDir()
 	d.dir = dir
 	cfg := fmt.Sprintf(`smtp:
@@ -203,8 +144,8 @@ store:
 		t.Fatal(err)
 	}
 	d.proc = start(t, binary, "serve", "--config", path, "--log-level", "debug")
-	waitListening(t, d.smtp)
-	waitListening(t, d.http)
+	testkit.WaitListening(t, d.smtp)
+	testkit.WaitListening(t, d.http)
 	return d
 }
 

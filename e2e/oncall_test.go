@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spamsurge/spamsurge/internal/testkit"
 )
 
 // history writes 30 days of mail for n addresses ending now: every address
@@ -43,9 +45,9 @@ func startAlertmanager(t *testing.T) string {
 	dir := t.TempDir()
 	cfg := "route:\n  receiver: none\nreceivers:\n  - name: none\n"
 	os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o600)
-	addr := freePort(t)
+	addr := testkit.FreePort(t)
 	start(t, bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+dir, "--web.listen-address="+addr, "--cluster.listen-address=")
-	waitListening(t, addr)
+	testkit.WaitListening(t, addr)
 	return addr
 }
 
@@ -59,7 +61,7 @@ func TestLeakToAlertmanagerThroughTheRealBinary(t *testing.T) {
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("t0ps3cret\n"), 0o600)
 
-	d := &daemon{smtp: freePort(t), http: freePort(t), dir: dir}
+	d := &daemon{smtp: testkit.FreePort(t), http: testkit.FreePort(t), dir: dir}
 	cfgPath := filepath.Join(dir, "spamsurge.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`smtp: {listen: %s}
 downstream: {address: %s}
@@ -73,7 +75,7 @@ alerting: {alertmanager_url: "http://%s"}
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
 	d.proc = start(t, binary, "serve", "--config", cfgPath)
-	waitListening(t, d.http)
+	testkit.WaitListening(t, d.http)
 	base := "http://" + d.http
 
 	call := func(method, path, tok, body string) (int, string) {

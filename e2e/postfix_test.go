@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spamsurge/spamsurge/internal/testkit"
 )
 
 // postfix is a private Postfix instance with its own config directory on
@@ -45,7 +47,7 @@ func startPostfix(t *testing.T, proxy, reinject, sink string) *postfix {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
-	p := &postfix{dir: dir, submit: freePort(t), maillog: filepath.Join(dir, "maillog")}
+	p := &postfix{dir: dir, submit: testkit.FreePort(t), maillog: filepath.Join(dir, "maillog")}
 	queue := filepath.Join(dir, "queue")
 	data := filepath.Join(dir, "data")
 	for _, d := range []string{queue, data} {
@@ -146,8 +148,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 			t.Logf("postfix maillog:\n%s", log)
 		}
 	})
-	waitListening(t, p.submit)
-	waitListening(t, reinject)
+	testkit.WaitListening(t, p.submit)
+	testkit.WaitListening(t, reinject)
 	return p
 }
 
@@ -161,7 +163,7 @@ func portOf(addr string) string {
 // and XFORWARD carried the original client's HELO through spamsurge.
 func TestPostfixContentFilterEndToEnd(t *testing.T) {
 	sk := startSink(t)
-	reinject := freePort(t)
+	reinject := testkit.FreePort(t)
 	d := startDaemon(t, reinject, conf{})
 	pf := startPostfix(t, d.smtp, reinject, sk.addr)
 	// spamsurge started before Postfix's re-injection port was up; wait

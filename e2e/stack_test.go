@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spamsurge/spamsurge/internal/testkit"
 )
 
 // The compose stack's wiring without Docker (no engine runs here): the
@@ -24,7 +26,7 @@ func TestStackPrometheusScrapesAndAlertmanagerShowsTheAlert(t *testing.T) {
 	sk := startSink(t)
 	dir := t.TempDir()
 
-	d := &daemon{smtp: freePort(t), http: freePort(t), dir: dir}
+	d := &daemon{smtp: testkit.FreePort(t), http: testkit.FreePort(t), dir: dir}
 	cfgPath := filepath.Join(dir, "spamsurge.yaml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`smtp: {listen: %s}
 downstream: {address: %s}
@@ -36,14 +38,14 @@ alerting: {alertmanager_url: "http://%s"}
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
 	d.proc = start(t, binary, "serve", "--config", cfgPath)
-	waitListening(t, d.http)
+	testkit.WaitListening(t, d.http)
 
 	// The shipped Prometheus config, pointed at loopback and sped up.
 	shipped, err := os.ReadFile("../deploy/prometheus/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	promAddr := freePort(t)
+	promAddr := testkit.FreePort(t)
 	pcfg := strings.NewReplacer(
 		"spamsurge:9464", d.http, "alertmanager:9093", am, "localhost:9090", promAddr,
 		"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
@@ -57,7 +59,7 @@ alerting: {alertmanager_url: "http://%s"}
 	os.WriteFile(filepath.Join(pdir, "rules.yml"), rules, 0o600)
 	start(t, prom, "--config.file="+filepath.Join(pdir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(pdir, "tsdb"),
 		"--web.listen-address="+promAddr)
-	waitListening(t, promAddr)
+	testkit.WaitListening(t, promAddr)
 
 	get := func(url string) string {
 		resp, err := http.Get(url)
