@@ -84,6 +84,8 @@ type Detector struct {
 	// such even after the burst is over.
 	dictGroups         map[string]float64
 	resolveS           float64 // evidence that an open surge is over (reverse CUSUM)
+	resolveN           float64 // the same for the novel-campaign rate
+	phiC, phiSlowC     float64 // phi() and phiSlow(), as of the last hour
 	groups, prevGroups map[string]*group
 	recentNew          []newRcpt
 	rc                 []rcptID // Observe's recipients (reused)
@@ -146,6 +148,7 @@ type persisted struct {
 
 type bin struct {
 	c, e, d float64 // first spams, expected, dictionary evidence
+	nc, ne  float64 // the same for novel campaigns
 }
 
 type fsEvent struct {
@@ -292,6 +295,8 @@ func New(o Options) (*Detector, error) {
 		d.st.Num = o.PriorPerDay / 24 * o.PriorWeight
 		d.st.Den = o.PriorWeight
 	}
+	d.phiC, d.phiSlowC = d.phi(), d.phiSlow()
+	d.st.seedScatter(d.phiC)
 	if fp == nil || keyChanged {
 		d.batch.PutMeta(metaKeyFP, d.space[:])
 		d.dirtyMeta = true
@@ -417,6 +422,9 @@ func (d *Detector) Observe(o Observation) []Event {
 			g = &group{}
 			d.groups[mi.dictKey] = g
 		}
+		if mi.senderKey == "" {
+			return // no usable sender domain: no sender-wide novelty
+		}
 		if gs = d.groups[mi.senderKey]; gs == nil {
 			gs = &group{}
 			d.groups[mi.senderKey] = gs
@@ -451,7 +459,9 @@ func (d *Detector) Observe(o Observation) []Event {
 		if o.Spam {
 			groups()
 			g.n++
-			gs.n++
+			if gs != nil {
+				gs.n++
+			}
 		}
 		if o.Spam && st.firstSpam == 0 {
 			st.firstSpam = now
@@ -461,7 +471,9 @@ func (d *Detector) Observe(o Observation) []Event {
 				// day's end, so dormant means surely dormant.
 				dormant := t.Sub(time.Unix(int64(st.lastDay+1)*86400, 0)) >= d.o.Dormant
 				g.fs++
-				gs.fs++
+				if gs != nil {
+					gs.fs++
+				}
 				d.attrFirstSpam(id, detail)
 				d.firstSpam(t, id, info(), g, gs, dormant)
 			} else {
@@ -628,6 +640,34 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 	d.batch.Reset()
 	d.dirtyMeta = false
 	return nil
+}
+
+// seedScatter fills in the unit counts and scatter of the rhythm factors
+// for a state saved before they were kept (rhythm counts, no units), so an
+// upgrade does not flatten a learned rhythm for weeks: as many units as the
+// hours learned give (capped at the four-week half-life's steady state),
+// each with the scatter of a quasi-Poisson unit, φ.
+func (p *persisted) seedScatter(phi float64) {
+	var n float64
+	for g := range p.HourN {
+		n += p.HourN[g] + p.DowN[g%7]
+	}
+	if n > 0 || p.Hours == 0 {
+		return
+	}
+	days := float64(p.Hours) / 24
+	for g := range p.HourN {
+		if p.HourE[g] > 0 {
+			p.HourN[g] = min(days, 40)
+			p.HourSS[g] = phi * p.HourN[g]
+		}
+	}
+	for g := range p.DowN {
+		if p.DowE[g] > 0 {
+			p.DowN[g] = min(days/7, 6.3)
+			p.DowSS[g] = phi * p.DowN[g]
+		}
+	}
 }
 
 // phi is the dispersion of the counted first spams (variance over mean
@@ -834,8 +874,9 @@ func (d *Detector) advance(t time.Time) {
 		en := d.novelRate(s, r) * n * dt
 		d.hrNovExp += en
 		d.nrunExp += en
+		d.ring[d.minIdx%ringLen].ne += en
 		if d.sN > 0 {
-			d.sN -= (novelRho - 1) * en / d.phi()
+			d.sN -= (novelRho - 1) * en / d.phiC
 			if d.sN <= 0 {
 				d.sN, d.nrun, d.nrunExp = 0, d.nrun[:0], 0
 			}
@@ -847,15 +888,20 @@ func (d *Detector) advance(t time.Time) {
 		d.ring[d.minIdx%ringLen].e += e
 		d.longE += e
 		for _, in := range d.open {
-			if in.Trigger != "dictionary_burst" {
+			switch in.Trigger {
+			case "dictionary_burst":
+			case "cusum_novel":
+				in.Expected += en
+			default:
 				in.Expected += e
 			}
 		}
 		if len(d.open) > 0 {
-			d.resolveS += (d.o.Rho - 1) * e / d.phi()
+			d.resolveS += (d.o.Rho - 1) * e / d.phiC
+			d.resolveN += (novelRho - 1) * en / d.phiC
 		}
 		if d.s > 0 {
-			d.s -= (d.o.Rho - 1) * e / d.phiSlow()
+			d.s -= (d.o.Rho - 1) * e / d.phiSlowC
 			if d.s <= 0 {
 				d.s, d.run, d.runExp = 0, d.run[:0], 0
 			}
@@ -870,7 +916,11 @@ func (d *Detector) advance(t time.Time) {
 // gauges publishes the slowly changing state (once a simulated minute and
 // on Close, not per observation: the hot path stays free of atomics).
 func (d *Detector) gauges() {
-	d.m.score.Set(max(d.s, d.sN) / d.o.Threshold)
+	sc := d.s
+	if !d.o.NoNovel {
+		sc = max(sc, d.sN)
+	}
+	d.m.score.Set(sc / d.o.Threshold)
 	d.m.expected.Set(d.rate(d.clock) * float64(d.atRisk))
 	d.m.tracked.Set(float64(d.tab.n))
 	d.m.atRisk.Set(float64(d.atRisk))
@@ -925,7 +975,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 				d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
 			}
 		}
-		if len(d.open) > 0 || e <= 0.5 {
+		if len(d.open) > 0 || e <= 0.5 || d.atRisk == 0 {
 			// A block is four consecutive ordinary hours.
 			d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
 		}
@@ -933,7 +983,9 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		d.st.Den = d.st.Den*dec + d.hrDen
 		en := d.hrNovExp
 		cn := math.Min(d.hrNovel, en+3*math.Sqrt(phi*en)+2)
-		if len(d.open) > 0 {
+		if len(d.open) > 0 || d.sN > 0 {
+			// Open, or gathering evidence: a drip must not teach
+			// itself as the novel rate before it alarms.
 			cn = math.Min(d.hrNovel, en)
 		}
 		d.st.NovNum = d.st.NovNum*dec + cn
@@ -964,6 +1016,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		dc := math.Min(d.hrDict, 3*d.st.DictRate+10)
 		d.st.DictRate = d.st.DictRate*dec + dc*(1-dec)
 		d.st.Hours++
+		d.phiC, d.phiSlowC = d.phi(), d.phiSlow()
 	}
 	if ce := d.log.Check(zap.DebugLevel, "hour"); ce != nil {
 		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
@@ -1015,7 +1068,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group, dormant bool) {
 	d.atRisk--
 	d.m.firstSpam.Inc()
-	nv := novel(g, d.prevGroups[mi.dictKey]) || novel(gs, d.prevGroups[mi.senderKey])
+	nv := novel(g, d.prevGroups[mi.dictKey]) || mi.senderKey != "" && !d.o.NoNovel && novel(gs, d.prevGroups[mi.senderKey])
 	counted := g.counted < perCampaign || nv
 	if d.o.Trace != nil {
 		d.o.Trace(t, id, d.atRisk, counted, nv)
@@ -1033,6 +1086,7 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 	d.longC++
 	if nv {
 		d.hrNovel++
+		d.ring[d.minIdx%ringLen].nc++
 		if d.sN == 0 {
 			d.nrun, d.nrunExp = d.nrun[:0], 0
 		}
@@ -1042,23 +1096,30 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 		// into the first minutes after it.
 		return
 	}
-	d.s += math.Log(d.o.Rho) / d.phiSlow()
-	d.resolveS = max(0, d.resolveS-math.Log(d.o.Rho)/d.phi())
+	d.s += math.Log(d.o.Rho) / d.phiSlowC
+	d.resolveS = max(0, d.resolveS-math.Log(d.o.Rho)/d.phiC)
 	if len(d.run) < maxRun {
 		d.run = append(d.run, fsEvent{d.runExp, t, id, mi, dormant})
 	}
 	if nv {
-		d.sN += math.Log(novelRho) / d.phi()
+		d.sN += math.Log(novelRho) / d.phiC
+		d.resolveN = max(0, d.resolveN-math.Log(novelRho)/d.phiC)
 		if len(d.nrun) < maxRun {
 			d.nrun = append(d.nrun, fsEvent{d.nrunExp, t, id, mi, dormant})
 		}
 	}
+	// An open incident takes the first spams of its basis: all counted
+	// ones, or for one the novel-campaign CUSUM opened, the novel ones.
 	if in := d.open[KindSurge]; in != nil {
-		d.grow(in, t, id, mi, dormant)
+		if nv || in.Trigger != "cusum_novel" {
+			d.grow(in, t, id, mi, dormant)
+		}
 		return
 	}
 	if in := d.open[KindDictionary]; in != nil && in.Trigger != "dictionary_burst" {
-		d.grow(in, t, id, mi, dormant)
+		if nv || in.Trigger != "cusum_novel" {
+			d.grow(in, t, id, mi, dormant)
+		}
 		return
 	}
 	d.checkOpen(t)
@@ -1069,7 +1130,11 @@ func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dorm
 	in.Observed++
 	in.UpdatedAt = t
 	defer d.publish()
-	if sc := d.s / d.o.Threshold; sc > in.Score {
+	sc := d.s / d.o.Threshold
+	if in.Trigger == "cusum_novel" {
+		sc = d.sN / d.o.Threshold
+	}
+	if sc > in.Score {
 		in.Score = sc
 	}
 	if t.Sub(d.lastUpd[in.Kind]) >= updateEvery {
@@ -1090,6 +1155,16 @@ func chernoff(x, m float64) float64 {
 	return x*math.Log(x/m) - x + m
 }
 
+// windowNovel is window for the first spams of novel campaigns.
+func (d *Detector) windowNovel(n int) (c, e float64) {
+	for i := int64(0); i < int64(n); i++ {
+		b := d.ring[(d.minIdx-i+ringLen*4)%ringLen]
+		c += b.nc
+		e += b.ne
+	}
+	return
+}
+
 func (d *Detector) window(n int) (c, e float64) {
 	for i := int64(0); i < int64(n); i++ {
 		b := d.ring[(d.minIdx-i+ringLen*4)%ringLen]
@@ -1105,7 +1180,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	events, runExp := d.run, d.runExp
 	obs := float64(len(d.run))
-	phi, phiSlow := d.phi(), d.phiSlow()
+	phi, phiSlow := d.phiC, d.phiSlowC
 	trigger, score := "", 0.0
 	if d.s >= d.o.Threshold && obs-d.runExp >= d.o.MinExcess {
 		trigger, score = "cusum", d.s/d.o.Threshold
@@ -1162,6 +1237,9 @@ func (d *Detector) checkOpen(t time.Time) {
 		}
 	}
 	run := events[first:]
+	if trigger == "cusum_novel" {
+		run = d.campaignStart(run)
+	}
 	kind := KindSurge
 	if ev >= obs {
 		kind = KindDictionary
@@ -1198,7 +1276,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	in.Observed = float64(len(run))
 	d.open[kind] = in
-	d.resolveS = 0
+	d.resolveS, d.resolveN = 0, 0
 	d.lastUpd[kind] = t
 	d.m.active.WithLabelValues(kind).Set(1)
 	d.m.incidents.WithLabelValues(kind).Inc()
@@ -1206,6 +1284,34 @@ func (d *Detector) checkOpen(t time.Time) {
 	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", kind), zap.String("trigger", trigger),
 		zap.Int("recipients", in.Recipients), zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
 	d.out = append(d.out, in.snapshot("opened", t))
+}
+
+// campaignStart dates a novel-campaign excess from its campaigns' first
+// first spams: the first recipients of a campaign do not yet make it
+// novel, but they are the start of the excess. It prepends the counted
+// first spams of the hour before run[0] from the same campaigns or sender
+// domains.
+func (d *Detector) campaignStart(run []fsEvent) []fsEvent {
+	keys := map[string]bool{}
+	for _, f := range run {
+		keys[f.mi.dictKey] = true
+		if f.mi.senderKey != "" {
+			keys[f.mi.senderKey] = true
+		}
+	}
+	var before []fsEvent
+	for _, f := range d.run {
+		if !f.t.Before(run[0].t) {
+			break
+		}
+		if run[0].t.Sub(f.t) <= time.Hour && (keys[f.mi.dictKey] || f.mi.senderKey != "" && keys[f.mi.senderKey]) {
+			before = append(before, f)
+		}
+	}
+	if len(before) == 0 {
+		return run
+	}
+	return append(before, run...)
 }
 
 // resetRuns restarts both CUSUMs from zero.
@@ -1289,7 +1395,12 @@ func (d *Detector) checkResolve(t time.Time) {
 			// rate is too low to gather that evidence soon, half a
 			// day without excess.
 			c, e := d.window(12 * 60)
-			quiet = d.resolveS >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
+			ev := d.resolveS
+			if in.Trigger == "cusum_novel" {
+				c, e = d.windowNovel(12 * 60)
+				ev = d.resolveN
+			}
+			quiet = ev >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
 		}
 		if !quiet {
 			continue
@@ -1309,7 +1420,7 @@ func (d *Detector) checkResolve(t time.Time) {
 			// reopen through the windows that still hold it.
 			d.resetRuns()
 			for i := range d.ring {
-				d.ring[i].c, d.ring[i].e = 0, 0
+				d.ring[i].c, d.ring[i].e, d.ring[i].nc, d.ring[i].ne = 0, 0, 0, 0
 			}
 			d.longC, d.longE = 0, 0
 		}

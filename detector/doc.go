@@ -83,17 +83,24 @@
 // least a fifth of its recipients their first spam this hour and the last
 // (with a prior of ten recipients). On an established history the novel
 // stream is nearly silent, so it gets its own CUSUM with its own learned
-// rate, floored at 2 % of the aggregate rate (an isolated novel campaign
-// is forgotten within a day or two instead of accumulating forever), and
-// tuned for a tenfold rise (ln 10 per event): a leak sent in small
-// campaigns, too slow to move the aggregate rate much, shows within hours.
-// A leak mixed into old-list campaigns dilutes the novelty and is left to
-// the aggregate tests below.
+// rate, floored at 2 % of the aggregate rate, and tuned for a tenfold rise
+// (ln 10 per event): a leak sent in small campaigns, too slow to move the
+// aggregate rate much, shows within hours. The floor makes it forget: it
+// drains by 9 × 2 % of the aggregate expectation E (first spams an hour),
+// so an isolated novel campaign of k first spams is forgotten after about
+// 13·k/E hours, instead of adding up with the next one weeks later. While
+// it gathers evidence (or an incident is open) an hour teaches the novel
+// rate at most its expected count, so a drip cannot become its own
+// baseline before it alarms. Spam without a usable sender domain (null
+// sender, garbage) has no sender-wide novelty. A leak mixed into old-list
+// campaigns dilutes the novelty and is left to the aggregate tests below.
 //
-// Tests, evaluated at each counted first spam and each clock advance:
+// Tests, evaluated at each counted first spam while no incident of its kind
+// is open:
 //
 //   - A Poisson CUSUM for a rate increase of Options.Rho (3×): at each
-//     counted first spam S += ln ρ / φ, between events S -= (ρ−1)·μ·dt / φ,
+//     counted first spam S += ln ρ / φ₄, between events S -= (ρ−1)·μ·dt / φ₄
+//     (φ₄ the 4-hour block dispersion above),
 //     floored at 0; alarm at S ≥ Options.Threshold (12). ρ = 3 keeps the
 //     drift negative for baseline errors up to 2/ln 3 ≈ 1.8× and is close
 //     to optimal for the 2–4× rates of a drip; h = 12 is an in-control
@@ -105,7 +112,8 @@
 //     CUSUM's memory; the margin because over a day the expected count is
 //     large enough that a Poisson test would flag a baseline merely 10 %
 //     off). The statistic is the Poisson Chernoff bound
-//     (x·ln(x/m) − x + m)/φ ≥ Options.WindowThreshold (14).
+//     (x·ln(x/m) − x + m)/φ ≥ Options.WindowThreshold (14), with φ₄ for
+//     the 24-hour window.
 //
 // Every alarm also needs an excess of at least Options.MinExcess (15)
 // events, so a handful of coincident first spams is not a leak.
@@ -126,7 +134,15 @@
 // hysteresis: a reverse CUSUM gathers evidence that the rate is back to the
 // baseline rather than ρ times it (resolve at 6), or, where the base rate
 // is too low for that, twelve hours pass with at most 1.5× the expected
-// count plus 3. The statistics then restart from zero.
+// count plus 3 (never within two hours of opening). The statistics then
+// restart from zero.
+//
+// An incident the novel-campaign CUSUM opened lives on that basis: it is
+// dated from its campaigns' first first spams (up to an hour before the
+// first novel one), it takes only novel first spams, its expected count is
+// the novel rate's, and its resolution watches the novel rate with its own
+// reverse CUSUM and 12-hour window. A drip that barely moves the aggregate
+// rate keeps it open as long as it drips.
 //
 // Not a leak: recipients the next hop rejected are never recorded; spam to
 // addresses never seen before, and rejected recipients, are dictionary

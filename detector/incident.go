@@ -96,7 +96,9 @@ func newMsgInfo(o *Observation) *msgInfo {
 	mi.keys[dimSender] = domainOf(o.From)
 	mi.keys[dimNet] = network(o.ClientIP)
 	mi.dictKey = mi.keys[dimSender] + "|" + mi.keys[dimNet]
-	mi.senderKey = "@" + mi.keys[dimSender]
+	if mi.keys[dimSender] != none {
+		mi.senderKey = "@" + mi.keys[dimSender]
+	}
 	return mi
 }
 

@@ -176,3 +176,85 @@ func TestSlowDispersionSeesDayLevelSwings(t *testing.T) {
 		t.Fatalf("φ hourly %.2f, 4-hour blocks %.2f: day-level swings not seen", fast, slow)
 	}
 }
+
+// A drip that goes on for two days against a busier background: the
+// incident the novel-campaign CUSUM opens stays open while the drip runs
+// (its resolution looks at the novel rate, not the aggregate one, which the
+// drip hardly moves), counts only the drip's first spams against the novel
+// expectation, and resolves once the drip stops.
+func TestNovelIncidentLastsAsLongAsTheDrip(t *testing.T) {
+	h := newHarness(t, store.NewMemory(), testKey(t, 1), nil)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 30000
+	for i := 0; i < n; i++ {
+		h.obs(t0.Add(time.Duration(i)*time.Millisecond), false, user(i))
+	}
+	var old []string
+	for i := 0; i < 1000; i++ {
+		old = append(old, user(i))
+	}
+	h.obs(t0.Add(time.Minute), true, old...)
+	spam := func(at time.Time, from, ip string, rcpt ...string) {
+		h.ev = append(h.ev, h.d.Observe(Observation{Time: at, Rcpt: rcpt, Spam: true, From: from, ClientIP: ip,
+			Subject: "offer", MessageID: "<1@mid.example>"})...)
+	}
+	// Three ordinary first spams every 10 minutes (18 an hour).
+	background := func(from, to time.Time) {
+		for at := from; at.Before(to); at = at.Add(10 * time.Minute) {
+			h.obs(at, false, user(1000+rng.IntN(n-1000)))
+			rcpt := make([]string, 0, 13)
+			for range 10 {
+				rcpt = append(rcpt, old[rng.IntN(len(old))])
+			}
+			for range 3 {
+				rcpt = append(rcpt, user(1000+rng.IntN(n-1000)))
+			}
+			spam(at, fmt.Sprintf("a@bulk%d.example", rng.IntN(5)), fmt.Sprintf("203.0.%d.9", rng.IntN(50)), rcpt...)
+		}
+	}
+	leakStart := t0.Add(5*24*time.Hour + time.Hour)
+	background(t0.Add(time.Hour), leakStart)
+	if h.d.WarmingUp() || len(h.events("opened")) != 0 {
+		t.Fatalf("warm-up %v, %d incidents before the drip", h.d.WarmingUp(), len(h.events("opened")))
+	}
+	leaked := map[addr.ID]bool{}
+	next := 25000
+	for hr := 0; hr < 48; hr++ {
+		at := leakStart.Add(time.Duration(hr) * time.Hour)
+		background(at, at.Add(time.Hour))
+		for k := range 8 {
+			a := old[rng.IntN(len(old))]
+			if k%3 != 0 {
+				a = user(next)
+				leaked[h.d.o.Key.Hash(a)] = true
+				next++
+			}
+			spam(at.Add(time.Duration(k)*5*time.Minute), "news@drip.example", fmt.Sprintf("198.51.%d.7", hr), a)
+		}
+	}
+	dripEnd := leakStart.Add(48 * time.Hour)
+	if o, r := h.events("opened"), h.events("resolved"); len(o) != 1 || len(r) != 0 {
+		t.Fatalf("during a 48-hour drip: %d opened, %d resolved; want one incident, still open", len(o), len(r))
+	}
+	in := h.d.Incidents()[0]
+	if in.Trigger != "cusum_novel" || in.OpenedAt.Sub(leakStart) > 6*time.Hour {
+		t.Fatalf("opened by %s after %v", in.Trigger, in.OpenedAt.Sub(leakStart))
+	}
+	hits := 0
+	for _, id := range in.RecipientIDs {
+		if leaked[id] {
+			hits++
+		}
+	}
+	if hits < len(leaked)*8/10 || hits*10 < in.Recipients*9 {
+		t.Fatalf("%d of the %d leaked in the incident, of %d recipients", hits, len(leaked), in.Recipients)
+	}
+	// On the aggregate basis 48 hours would expect about 860.
+	if in.Expected > 100 || in.Observed < 5*in.Expected {
+		t.Fatalf("observed %.0f vs expected %.1f: not on the novel basis", in.Observed, in.Expected)
+	}
+	background(dripEnd, dripEnd.Add(24*time.Hour))
+	if r := h.events("resolved"); len(r) != 1 {
+		t.Fatalf("a day after the drip stopped: %d resolved", len(r))
+	}
+}

@@ -33,9 +33,9 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed")
 	scen := flag.String("scenarios", "baseline,plusnet,drip", "comma-separated scenarios")
 	dir := flag.String("dir", os.TempDir(), "where the streams are written")
-	flag.BoolVar(&noNovel, "novel", true, "run the novel-campaign CUSUM (false: the aggregate tests alone, for both detector and oracle)")
+	novel := flag.Bool("novel", true, "run the novel-campaign CUSUM (false: the aggregate tests alone, for both detector and oracle)")
 	flag.Parse()
-	noNovel = !noNovel
+	noNovel = !*novel
 	fmt.Printf("| scenario | seed | addresses | leak | detected after (test) | started at − leak | leaked recipients found (first incident) | false surge incidents | dictionary incidents | oracle delay | ratio | top tag at open → final (leaked source) | canary → incident |\n")
 	fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, s := range strings.Split(*scen, ",") {
