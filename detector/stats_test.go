@@ -258,3 +258,34 @@ func TestNovelIncidentLastsAsLongAsTheDrip(t *testing.T) {
 		t.Fatalf("a day after the drip stopped: %d resolved", len(r))
 	}
 }
+
+// A state saved before the rhythm's scatter was kept keeps its learned
+// rhythm: the units are seeded from the hours learned.
+func TestOldStateKeepsItsRhythm(t *testing.T) {
+	p := persisted{Hours: 30 * 24}
+	for g := range p.HourC {
+		p.HourE[g] = 100
+		p.HourC[g] = 50
+		if g >= 8 && g < 20 {
+			p.HourC[g] = 150 // a strong daytime rhythm
+		}
+	}
+	for g := range p.DowC {
+		p.DowC[g], p.DowE[g] = 340, 340
+	}
+	p.seedScatter(2)
+	if p.HourN[0] != 30 || p.DowN[0] < 4 || p.HourSS[0] != 60 {
+		t.Fatalf("seeded units %v scatter %v, weekdays %v", p.HourN[0], p.HourSS[0], p.DowN[0])
+	}
+	f := make([]float64, 24)
+	ebFactors(f, p.HourC[:], p.HourE[:], p.HourSS[:], p.HourN[:], 2, 1)
+	if f[12] < 1.4 || f[2] > 0.6 {
+		t.Fatalf("rhythm after seeding: noon %.2f, 2 am %.2f", f[12], f[2])
+	}
+	// Seeding happens once: a state with units is left alone.
+	p.HourN[0] = 7
+	p.seedScatter(2)
+	if p.HourN[0] != 7 {
+		t.Fatal("seeded again")
+	}
+}
