@@ -83,10 +83,11 @@ type Detector struct {
 	// every 3 hours, so first spams of a dictionary campaign are known as
 	// such even after the burst is over.
 	dictGroups         map[string]float64
-	resolveS           float64 // evidence that an open surge is over (reverse CUSUM)
-	resolveN           float64 // the same for the novel-campaign rate
-	phiC, phiSlowC     float64 // phi() and phiSlow(), as of the last hour
-	groups, prevGroups map[string]*group
+	resolveS           float64           // evidence that an open surge is over (reverse CUSUM)
+	resolveN           float64           // the same for the novel-campaign rate
+	phiC, phiSlowC     float64           // phi() and phiSlow(), as of the last hour
+	groups, prevGroups map[string]*group // by campaign (dictKey)
+	senders, prevSend  map[string]*group // by sender domain alone
 	recentNew          []newRcpt
 	rc                 []rcptID // Observe's recipients (reused)
 	lastCampaign       campaignMemo
@@ -217,6 +218,7 @@ func New(o Options) (*Detector, error) {
 		lastUpd:    map[string]time.Time{},
 		dictGroups: map[string]float64{},
 		groups:     map[string]*group{}, prevGroups: map[string]*group{},
+		senders: map[string]*group{}, prevSend: map[string]*group{},
 	}
 	d.batch.Space = d.space
 	fp, err := o.Store.Meta(metaKeyFP)
@@ -422,12 +424,13 @@ func (d *Detector) Observe(o Observation) []Event {
 			g = &group{}
 			d.groups[mi.dictKey] = g
 		}
-		if mi.senderKey == "" {
+		sk := mi.keys[dimSender]
+		if sk == none {
 			return // no usable sender domain: no sender-wide novelty
 		}
-		if gs = d.groups[mi.senderKey]; gs == nil {
+		if gs = d.senders[sk]; gs == nil {
 			gs = &group{}
-			d.groups[mi.senderKey] = gs
+			d.senders[sk] = gs
 		}
 	}
 	for i := range rc {
@@ -1033,6 +1036,8 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		}
 	}
 	d.prevGroups, d.groups = d.groups, d.prevGroups
+	d.prevSend, d.senders = d.senders, d.prevSend
+	clear(d.senders)
 	clear(d.groups)
 	// Maturation.
 	if h-d.matHr > int64(len(d.mature))+1 {
@@ -1068,7 +1073,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group, dormant bool) {
 	d.atRisk--
 	d.m.firstSpam.Inc()
-	nv := novel(g, d.prevGroups[mi.dictKey]) || mi.senderKey != "" && !d.o.NoNovel && novel(gs, d.prevGroups[mi.senderKey])
+	nv := novel(g, d.prevGroups[mi.dictKey]) || gs != nil && !d.o.NoNovel && novel(gs, d.prevSend[mi.keys[dimSender]])
 	counted := g.counted < perCampaign || nv
 	if d.o.Trace != nil {
 		d.o.Trace(t, id, d.atRisk, counted, nv)
@@ -1292,11 +1297,11 @@ func (d *Detector) checkOpen(t time.Time) {
 // first spams of the hour before run[0] from the same campaigns or sender
 // domains.
 func (d *Detector) campaignStart(run []fsEvent) []fsEvent {
-	keys := map[string]bool{}
+	camps, senders := map[string]bool{}, map[string]bool{}
 	for _, f := range run {
-		keys[f.mi.dictKey] = true
-		if f.mi.senderKey != "" {
-			keys[f.mi.senderKey] = true
+		camps[f.mi.dictKey] = true
+		if sk := f.mi.keys[dimSender]; sk != none {
+			senders[sk] = true
 		}
 	}
 	var before []fsEvent
@@ -1304,7 +1309,7 @@ func (d *Detector) campaignStart(run []fsEvent) []fsEvent {
 		if !f.t.Before(run[0].t) {
 			break
 		}
-		if run[0].t.Sub(f.t) <= time.Hour && (keys[f.mi.dictKey] || f.mi.senderKey != "" && keys[f.mi.senderKey]) {
+		if run[0].t.Sub(f.t) <= time.Hour && (camps[f.mi.dictKey] || senders[f.mi.keys[dimSender]]) {
 			before = append(before, f)
 		}
 	}

@@ -84,8 +84,7 @@ const topGroups = 5
 type msgInfo struct {
 	keys [nDims]string
 	// dictKey groups dictionary evidence: sender domain and client network.
-	dictKey   string
-	senderKey string // the sender domain alone (novelty across campaigns)
+	dictKey string
 
 	done           bool
 	subject, msgID string
@@ -96,9 +95,6 @@ func newMsgInfo(o *Observation) *msgInfo {
 	mi.keys[dimSender] = domainOf(o.From)
 	mi.keys[dimNet] = network(o.ClientIP)
 	mi.dictKey = mi.keys[dimSender] + "|" + mi.keys[dimNet]
-	if mi.keys[dimSender] != none {
-		mi.senderKey = "@" + mi.keys[dimSender]
-	}
 	return mi
 }
 
