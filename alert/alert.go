@@ -255,6 +255,7 @@ func (p *Pusher) toAlert(t *tracked, now time.Time) amAlert {
 			"observed":    fmt.Sprintf("%.0f", in.Observed),
 			"expected":    fmt.Sprintf("%.1f", in.Expected),
 			"recipients":  fmt.Sprint(in.Recipients),
+			"trigger":     in.Trigger,
 			"runbook_url": p.o.RunbookURL + "#" + strings.ToLower(name),
 		},
 		StartsAt: in.StartedAt.UTC(),
@@ -295,6 +296,9 @@ func summary(in detector.Incident) string {
 		}
 		return fmt.Sprintf("Canary address hit (%d recipients): a source list has leaked", in.Recipients)
 	case "surge":
+		if in.Trigger == "cusum_novel" {
+			return fmt.Sprintf("%.0f first-ever spams from campaigns that reach mostly never-spammed addresses, %.1f expected: an address list may have leaked", in.Observed, in.Expected)
+		}
 		return fmt.Sprintf("%.0f first-ever spams to never-spammed addresses, %.1f expected: an address list may have leaked", in.Observed, in.Expected)
 	}
 	return fmt.Sprintf("%s incident: %d recipients", in.Kind, in.Recipients)

@@ -33,3 +33,22 @@ func TestAlertNamesTheSource(t *testing.T) {
 		t.Fatal("canary alert with a top_source")
 	}
 }
+
+// An incident the novel-campaign CUSUM opened says what it counted.
+func TestAlertSaysWhichTestOpened(t *testing.T) {
+	p, err := New(Options{URL: "http://127.0.0.1:9093"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 5, 13, 9, 30, 0, 0, time.UTC)
+	in := detector.Incident{ID: "s-1", Kind: "surge", State: "open", StartedAt: now, Recipients: 40, Observed: 40, Expected: 0.8, Trigger: "cusum_novel"}
+	a := p.toAlert(&tracked{in: in}, now)
+	if a.Annotations["trigger"] != "cusum_novel" || !strings.Contains(a.Annotations["summary"], "from campaigns that reach mostly never-spammed addresses") {
+		t.Fatalf("annotations %v", a.Annotations)
+	}
+	in.Trigger = "window_10m"
+	a = p.toAlert(&tracked{in: in}, now)
+	if a.Annotations["trigger"] != "window_10m" || strings.Contains(a.Annotations["summary"], "campaigns") {
+		t.Fatalf("annotations %v", a.Annotations)
+	}
+}
