@@ -11,6 +11,12 @@
 // getting their first spam for weeks); clean addresses slowly leak onto
 // lists. Spam arrives in campaigns (one sender domain, client /24,
 // subject and Message-ID domain each) that pick recipients by their rates.
+//
+// Scenarios: baseline (90 days, no leak), plusnet (a burst leak), drip
+// (1,000 addresses over three days in small campaigns of one sender) and
+// drip-mixed (the same drip hidden in the day's ordinary campaigns: each
+// leaked address gets one message from one of them, so no campaign looks
+// new).
 package sim
 
 import (
@@ -26,7 +32,7 @@ import (
 )
 
 // Scenarios lists the scenario names.
-var Scenarios = []string{"baseline", "plusnet", "drip"}
+var Scenarios = []string{"baseline", "plusnet", "drip", "drip-mixed"}
 
 // Config chooses a scenario.
 type Config struct {
@@ -124,10 +130,10 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		days = 90
 	case "plusnet":
 		days = 45
-	case "drip":
+	case "drip", "drip-mixed":
 		days = 46
 	default:
-		return nil, fmt.Errorf("sim: unknown scenario %q (have baseline, plusnet, drip)", cfg.Scenario)
+		return nil, fmt.Errorf("sim: unknown scenario %q (have %s)", cfg.Scenario, strings.Join(Scenarios, ", "))
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	n := cfg.Addresses
@@ -159,7 +165,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		d := cfg.Start.Add(40*24*time.Hour + 3*time.Hour)
 		tr.Dictionary = append(tr.Dictionary, Window{d, d.Add(40 * time.Minute)})
 		tr.Holiday = &Window{cfg.Start.Add(60 * 24 * time.Hour), cfg.Start.Add(67 * 24 * time.Hour)}
-	case "plusnet", "drip":
+	case "plusnet", "drip", "drip-mixed":
 		leakDay = 42
 	}
 	// Leaked lists are chosen at leak time among the addresses then
@@ -183,6 +189,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 			}
 		}
 		var msgs []msg
+		var dayCamps []*campaign // the day's ordinary campaigns
 		// Legitimate mail.
 		for i := range pop {
 			p := &pop[i]
@@ -206,6 +213,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 				c.rcpts = append(c.rcpts, al.pick(rng))
 			}
 			msgs = appendCampaign(rng, msgs, c)
+			dayCamps = append(dayCamps, c)
 		}
 		// Dictionary attack: guessed local parts, mostly rejected; some
 		// accepted at addresses that never had mail; a few hit real ones.
@@ -235,7 +243,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 					tr.segment = [2]int{segLo, segLo + n/10}
 				}
 				l := Leak{Kind: "burst", Start: dayStart.Add(leakStartOff)}
-				if cfg.Scenario == "drip" {
+				if cfg.Scenario == "drip" || cfg.Scenario == "drip-mixed" {
 					l.Kind = "drip"
 					leakLen = 3
 				}
@@ -262,6 +270,28 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 					for _, i := range leaked {
 						if pop[i].spam == 0 {
 							pop[i].spam = listedRate(rng)
+						}
+					}
+				}
+			case "drip-mixed":
+				// The same drip hidden in the ordinary campaigns: each
+				// leaked address gets one message from one of the day's
+				// campaigns (its sender, network, subject), inside that
+				// campaign's window. No campaign looks new.
+				if day < leakDay+leakLen {
+					l.End = l.Start.Add(time.Duration(leakLen) * 24 * time.Hour)
+					for j, i := range leaked {
+						if j*leakLen/len(leaked) != day-leakDay {
+							continue
+						}
+						for try := 0; try < 100; try++ {
+							c := dayCamps[rng.IntN(len(dayCamps))]
+							t := c.start.Add(time.Duration(rng.Float64() * float64(c.dur)))
+							if t.Before(l.Start) {
+								continue
+							}
+							msgs = append(msgs, msg{t: t, rcpt: []int{i}, spam: true, c: c, n: rng.IntN(1 << 30)})
+							break
 						}
 					}
 				}
@@ -317,7 +347,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 func listedRate(rng *rand.Rand) float64 { return math.Exp(rng.NormFloat64()*1.6) * 0.1 }
 
 func chooseLeak(rng *rand.Rand, pop []person, scenario string, n int) (leaked []int, segLo int) {
-	if scenario == "drip" {
+	if scenario == "drip" || scenario == "drip-mixed" {
 		// 1,000 addresses from the whole population.
 		return rng.Perm(n)[:min(1000, n)], 0
 	}
