@@ -750,6 +750,10 @@ func (d *Detector) season(t time.Time) float64 {
 	return d.seasonF
 }
 
+// maxQuiet is the longest gap between observations (or ticks) that is
+// taken as quiet time; a longer one is a jump (see advance).
+const maxQuiet = 24 * time.Hour
+
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if a%b < 0 {
@@ -858,6 +862,22 @@ func seasonUnit(c, e, ss, n []float64, g int, uc, ue float64) {
 // advance moves the clock to t minute by minute: CUSUM drift, window
 // sums, maturation, learning, resolution.
 func (d *Detector) advance(t time.Time) {
+	if gap := t.Sub(d.clock); gap > maxQuiet && !d.clock.IsZero() {
+		// No observation for over a day: a stopped daemon, a hole in a
+		// log, or a bogus timestamp. That is missing data, not a quiet
+		// day: integrating it would teach the baseline that nothing
+		// happened (and a timestamp in the year 9999 would keep this
+		// loop busy for hours). Jump: windows and runs restart, the
+		// learned rates stay as they were, addresses mature.
+		d.log.Info("clock jumped: the gap is not counted as quiet time", zap.Duration("gap", gap), zap.Time("from", d.clock), zap.Time("to", t))
+		d.resetRuns()
+		d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
+		d.hrNovel, d.hrNovExp = 0, 0
+		d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
+		d.st.DayC, d.st.DayE = 0, 0
+		d.clock = t.Truncate(time.Minute)
+		d.onMinute(d.clock, floorDiv(d.clock.Unix(), 60))
+	}
 	for d.clock.Before(t) {
 		var next time.Time
 		if floorDiv(d.clock.Unix(), 60) == floorDiv(t.Unix(), 60) {

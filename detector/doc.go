@@ -152,6 +152,15 @@
 // established addresses is kind "surge". Spam to addresses that were
 // already spammed changes nothing.
 //
+// # Gaps
+//
+// Time between observations (or the daemon's ticks) is integrated minute by
+// minute as exposure. A gap of more than a day is taken as missing data (a
+// stopped daemon, a hole in a log, a bogus timestamp), not as a quiet day:
+// the clock jumps, windows and CUSUM runs restart, the learned rates are
+// left as they were and addresses mature. Integrating three days of
+// downtime used to halve the learned rate.
+//
 // # Warm-up
 //
 // With a new or empty store, or a key whose fingerprint differs from the

@@ -289,3 +289,28 @@ func TestOldStateKeepsItsRhythm(t *testing.T) {
 		t.Fatal("seeded again")
 	}
 }
+
+// A gap of more than a day is missing data, not quiet: the learned rate
+// survives it, and a timestamp in the far future is a jump, not hours of
+// minute-by-minute integration.
+func TestClockJumpIsNotQuietTime(t *testing.T) {
+	h := newHarness(t, store.NewMemory(), testKey(t, 1), nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := population(h, rng, 3000, 10, 0.002)
+	rate := h.d.st.Num / h.d.st.Den
+	// Three days of downtime, then mail again.
+	h.obs(at.Add(3*24*time.Hour), false, user(1))
+	if got := h.d.st.Num / h.d.st.Den; math.Abs(got/rate-1) > 1e-9 {
+		t.Fatalf("learned rate %.3g before a 3-day gap, %.3g after: the gap was learned as quiet", rate, got)
+	}
+	// A new address seen before the gap matures across it.
+	h.obs(at.Add(3*24*time.Hour+time.Minute), false, "late@example.net")
+	before := h.d.AtRisk()
+	h.obs(time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC), false, user(2))
+	if h.d.AtRisk() != before+1 {
+		t.Fatalf("at risk %d → %d across the jump, want one more (the late address matured)", before, h.d.AtRisk())
+	}
+	if got := h.d.st.Num / h.d.st.Den; math.Abs(got/rate-1) > 1e-9 || len(h.events("opened")) != 0 {
+		t.Fatalf("after the year-9000 observation: rate %.3g (was %.3g), %d incidents", got, rate, len(h.events("opened")))
+	}
+}
