@@ -871,8 +871,7 @@ func (d *Detector) advance(t time.Time) {
 		// learned rates stay as they were, addresses mature.
 		d.log.Info("clock jumped: the gap is not counted as quiet time", zap.Duration("gap", gap), zap.Time("from", d.clock), zap.Time("to", t))
 		d.resetRuns()
-		d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
-		d.hrNovel, d.hrNovExp = 0, 0
+		d.resetHour()
 		d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
 		d.st.DayC, d.st.DayE = 0, 0
 		d.clock = t.Truncate(time.Minute)
@@ -1045,8 +1044,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
 			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.atRisk), zap.Float64("cusum", d.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
-	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
-	d.hrNovel, d.hrNovExp = 0, 0
+	d.resetHour()
 	d.hrIdx = h
 	for k, v := range d.dictGroups {
 		if v *= 0.794; v < 1 { // 0.794³ ≈ 1/2
@@ -1180,23 +1178,18 @@ func chernoff(x, m float64) float64 {
 	return x*math.Log(x/m) - x + m
 }
 
-// windowNovel is window for the first spams of novel campaigns.
-func (d *Detector) windowNovel(n int) (c, e float64) {
+// window sums the last n minutes of the ring.
+func (d *Detector) window(n int) bin {
+	var w bin
 	for i := int64(0); i < int64(n); i++ {
-		b := d.ring[(d.minIdx-i+ringLen*4)%ringLen]
-		c += b.nc
-		e += b.ne
+		b := &d.ring[(d.minIdx-i+ringLen*4)%ringLen]
+		w.c += b.c
+		w.e += b.e
+		w.d += b.d
+		w.nc += b.nc
+		w.ne += b.ne
 	}
-	return
-}
-
-func (d *Detector) window(n int) (c, e float64) {
-	for i := int64(0); i < int64(n); i++ {
-		b := d.ring[(d.minIdx-i+ringLen*4)%ringLen]
-		c += b.c
-		e += b.e
-	}
-	return
+	return w
 }
 
 func (d *Detector) checkOpen(t time.Time) {
@@ -1213,8 +1206,8 @@ func (d *Detector) checkOpen(t time.Time) {
 		// The excess of novel campaigns alone: its own run.
 		trigger, score = "cusum_novel", d.sN/d.o.Threshold
 		events, runExp, obs = d.nrun, d.nrunExp, n
-	} else if c, e := d.window(shortWindow); c-e >= d.o.MinExcess && chernoff(c, e)/phi >= d.o.WindowThreshold {
-		trigger, score = "window_10m", chernoff(c, e)/phi/d.o.WindowThreshold
+	} else if w := d.window(shortWindow); w.c-w.e >= d.o.MinExcess && chernoff(w.c, w.e)/phi >= d.o.WindowThreshold {
+		trigger, score = "window_10m", chernoff(w.c, w.e)/phi/d.o.WindowThreshold
 	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phiSlow >= d.o.WindowThreshold {
 		// Over a day the expected count is large, so a Poisson test
 		// would flag a baseline that is merely 10 % off; test against
@@ -1339,6 +1332,12 @@ func (d *Detector) campaignStart(run []fsEvent) []fsEvent {
 	return append(before, run...)
 }
 
+// resetHour clears the current hour's learning sums.
+func (d *Detector) resetHour() {
+	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
+	d.hrNovel, d.hrNovExp = 0, 0
+}
+
 // resetRuns restarts both CUSUMs from zero.
 func (d *Detector) resetRuns() {
 	d.s, d.run, d.runExp = 0, d.run[:0], 0
@@ -1359,10 +1358,7 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 		}
 		return
 	}
-	var c float64
-	for i := int64(0); i < shortWindow; i++ {
-		c += d.ring[(d.minIdx-i+ringLen*4)%ringLen].d
-	}
+	c := d.window(shortWindow).d
 	e := d.st.DictRate * shortWindow / 60
 	if c < d.o.DictMin || c < 10*e {
 		return
@@ -1410,20 +1406,16 @@ func (d *Detector) checkResolve(t time.Time) {
 		}
 		var quiet bool
 		if in.Trigger == "dictionary_burst" {
-			var c float64
-			for i := int64(0); i < 60; i++ {
-				c += d.ring[(d.minIdx-i+ringLen*4)%ringLen].d
-			}
+			c := d.window(60).d
 			quiet = c < d.o.DictMin/2 && c < 5*d.st.DictRate
 		} else {
 			// Evidence that the rate is back, or, where the base
 			// rate is too low to gather that evidence soon, half a
 			// day without excess.
-			c, e := d.window(12 * 60)
-			ev := d.resolveS
+			w := d.window(12 * 60)
+			c, e, ev := w.c, w.e, d.resolveS
 			if in.Trigger == "cusum_novel" {
-				c, e = d.windowNovel(12 * 60)
-				ev = d.resolveN
+				c, e, ev = w.nc, w.ne, d.resolveN
 			}
 			quiet = ev >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
 		}
