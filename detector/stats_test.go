@@ -11,64 +11,92 @@ import (
 	"github.com/spamsurge/spamsurge/store"
 )
 
+// dripWorld is a population whose spammers hold an old list (the first
+// 1,000 addresses, spammed from the start) and, from some hour on, drip a
+// leaked list from news@drip.example.
+type dripWorld struct {
+	h      *harness
+	rng    *rand.Rand
+	n      int
+	old    []string
+	next   int // the next address to leak
+	leaked map[addr.ID]bool
+}
+
+func newDripWorld(t *testing.T, n, firstLeaked int) *dripWorld {
+	w := &dripWorld{h: newHarness(t, store.NewMemory(), testKey(t, 1), nil), rng: rand.New(rand.NewPCG(5, 6)),
+		n: n, next: firstLeaked, leaked: map[addr.ID]bool{}}
+	for i := 0; i < n; i++ {
+		w.h.obs(t0.Add(time.Duration(i)*time.Millisecond), false, user(i))
+	}
+	for i := 0; i < 1000; i++ {
+		w.old = append(w.old, user(i))
+	}
+	w.h.obs(t0.Add(time.Minute), true, w.old...)
+	return w
+}
+
+func (w *dripWorld) spam(at time.Time, from, ip string, rcpt ...string) {
+	w.h.ev = append(w.h.ev, w.h.d.Observe(Observation{Time: at, Rcpt: rcpt, Spam: true, From: from, ClientIP: ip,
+		Subject: "offer", MessageID: "<1@mid.example>"})...)
+}
+
+// background sends, every 10 minutes, a ham message and an ordinary
+// campaign message to ten old-list addresses plus fresh never-spammed ones
+// (fresh < 1: one, with that probability).
+func (w *dripWorld) background(from, to time.Time, fresh float64) {
+	for at := from; at.Before(to); at = at.Add(10 * time.Minute) {
+		w.h.obs(at, false, user(1000+w.rng.IntN(w.n-1000)))
+		rcpt := make([]string, 0, 13)
+		for range 10 {
+			rcpt = append(rcpt, w.old[w.rng.IntN(len(w.old))])
+		}
+		k := int(fresh)
+		if fresh < 1 && w.rng.Float64() < fresh {
+			k = 1
+		}
+		for range k {
+			rcpt = append(rcpt, user(1000+w.rng.IntN(w.n-1000)))
+		}
+		w.spam(at, fmt.Sprintf("a@bulk%d.example", w.rng.IntN(5)), fmt.Sprintf("203.0.%d.9", w.rng.IntN(50)), rcpt...)
+	}
+}
+
+// dripHour is the drip's campaign of hour hr: 8 messages from
+// news@drip.example, 5 of them to never-spammed addresses, each hour from
+// another /24.
+func (w *dripWorld) dripHour(at time.Time, hr int) {
+	for k := range 8 {
+		a := w.old[w.rng.IntN(len(w.old))]
+		if k%3 != 0 {
+			a = user(w.next)
+			w.leaked[w.h.d.o.Key.Hash(a)] = true
+			w.next++
+		}
+		w.spam(at.Add(time.Duration(k)*5*time.Minute), "news@drip.example", fmt.Sprintf("198.51.%d.7", hr), a)
+	}
+}
+
 // A slow drip from one sender, in small campaigns from ever new client
 // networks, each adding a few first spams an hour to an ordinary
 // background: the aggregate rate barely moves, but the sender's spam
 // reaches mostly never-spammed addresses, which ordinary spam does not.
 func TestNovelSenderDripIsFound(t *testing.T) {
-	h := newHarness(t, store.NewMemory(), testKey(t, 1), nil)
-	rng := rand.New(rand.NewPCG(5, 6))
-	const n = 5000
-	var old []string // the spammers' old list: spammed from the start
-	for i := 0; i < n; i++ {
-		h.obs(t0.Add(time.Duration(i)*time.Millisecond), false, user(i))
-	}
-	for i := 0; i < 1000; i++ {
-		old = append(old, user(i))
-	}
-	spam := func(at time.Time, from, ip string, rcpt ...string) {
-		h.ev = append(h.ev, h.d.Observe(Observation{Time: at, Rcpt: rcpt, Spam: true, From: from, ClientIP: ip,
-			Subject: "offer", MessageID: "<1@mid.example>"})...)
-	}
-	h.obs(t0.Add(time.Minute), true, old...)
-	// Background: ham, and ordinary campaigns to the old list that now
-	// and then reach one address that never had spam (about 14 a day).
-	background := func(from, to time.Time) {
-		for at := from; at.Before(to); at = at.Add(10 * time.Minute) {
-			h.obs(at, false, user(1000+rng.IntN(n-1000)))
-			rcpt := make([]string, 0, 12)
-			for range 10 {
-				rcpt = append(rcpt, old[rng.IntN(len(old))])
-			}
-			if rng.Float64() < 0.1 {
-				rcpt = append(rcpt, user(1000+rng.IntN(n-1000)))
-			}
-			spam(at, fmt.Sprintf("a@bulk%d.example", rng.IntN(5)), fmt.Sprintf("203.0.%d.9", rng.IntN(50)), rcpt...)
-		}
-	}
+	w := newDripWorld(t, 5000, 4000)
+	h := w.h
+	// About 14 ordinary first spams a day.
 	start := t0.Add(time.Hour)
 	leakStart := start.Add(10 * 24 * time.Hour)
-	background(start, leakStart)
+	w.background(start, leakStart, 0.1)
 	if h.d.WarmingUp() || len(h.events("opened")) != 0 {
 		t.Fatalf("warm-up %v, %d incidents before the drip", h.d.WarmingUp(), len(h.events("opened")))
 	}
-	// The drip: an hourly campaign of 8 from news@drip.example, 5 of them
-	// never spammed, each hour from another /24.
-	leaked := map[addr.ID]bool{}
-	next := 4000
 	for hr := 0; hr < 6; hr++ {
 		at := leakStart.Add(time.Duration(hr) * time.Hour)
-		background(at, at.Add(time.Hour))
-		for k := range 8 {
-			a := old[rng.IntN(len(old))]
-			if k%3 != 0 {
-				a = user(next)
-				leaked[h.d.o.Key.Hash(a)] = true
-				next++
-			}
-			spam(at.Add(time.Duration(k)*5*time.Minute), "news@drip.example", fmt.Sprintf("198.51.%d.7", hr), a)
-		}
+		w.background(at, at.Add(time.Hour), 0.1)
+		w.dripHour(at, hr)
 	}
+	leaked := w.leaked
 	ins := h.d.Incidents()
 	if len(ins) != 1 || ins[0].Kind != KindSurge {
 		t.Fatalf("incidents after a 6-hour drip of %d first spams: %+v", len(leaked), ins)
@@ -183,55 +211,20 @@ func TestSlowDispersionSeesDayLevelSwings(t *testing.T) {
 // drip hardly moves), counts only the drip's first spams against the novel
 // expectation, and resolves once the drip stops.
 func TestNovelIncidentLastsAsLongAsTheDrip(t *testing.T) {
-	h := newHarness(t, store.NewMemory(), testKey(t, 1), nil)
-	rng := rand.New(rand.NewPCG(5, 6))
-	const n = 30000
-	for i := 0; i < n; i++ {
-		h.obs(t0.Add(time.Duration(i)*time.Millisecond), false, user(i))
-	}
-	var old []string
-	for i := 0; i < 1000; i++ {
-		old = append(old, user(i))
-	}
-	h.obs(t0.Add(time.Minute), true, old...)
-	spam := func(at time.Time, from, ip string, rcpt ...string) {
-		h.ev = append(h.ev, h.d.Observe(Observation{Time: at, Rcpt: rcpt, Spam: true, From: from, ClientIP: ip,
-			Subject: "offer", MessageID: "<1@mid.example>"})...)
-	}
+	w := newDripWorld(t, 30000, 25000)
+	h := w.h
 	// Three ordinary first spams every 10 minutes (18 an hour).
-	background := func(from, to time.Time) {
-		for at := from; at.Before(to); at = at.Add(10 * time.Minute) {
-			h.obs(at, false, user(1000+rng.IntN(n-1000)))
-			rcpt := make([]string, 0, 13)
-			for range 10 {
-				rcpt = append(rcpt, old[rng.IntN(len(old))])
-			}
-			for range 3 {
-				rcpt = append(rcpt, user(1000+rng.IntN(n-1000)))
-			}
-			spam(at, fmt.Sprintf("a@bulk%d.example", rng.IntN(5)), fmt.Sprintf("203.0.%d.9", rng.IntN(50)), rcpt...)
-		}
-	}
 	leakStart := t0.Add(5*24*time.Hour + time.Hour)
-	background(t0.Add(time.Hour), leakStart)
+	w.background(t0.Add(time.Hour), leakStart, 3)
 	if h.d.WarmingUp() || len(h.events("opened")) != 0 {
 		t.Fatalf("warm-up %v, %d incidents before the drip", h.d.WarmingUp(), len(h.events("opened")))
 	}
-	leaked := map[addr.ID]bool{}
-	next := 25000
 	for hr := 0; hr < 48; hr++ {
 		at := leakStart.Add(time.Duration(hr) * time.Hour)
-		background(at, at.Add(time.Hour))
-		for k := range 8 {
-			a := old[rng.IntN(len(old))]
-			if k%3 != 0 {
-				a = user(next)
-				leaked[h.d.o.Key.Hash(a)] = true
-				next++
-			}
-			spam(at.Add(time.Duration(k)*5*time.Minute), "news@drip.example", fmt.Sprintf("198.51.%d.7", hr), a)
-		}
+		w.background(at, at.Add(time.Hour), 3)
+		w.dripHour(at, hr)
 	}
+	leaked := w.leaked
 	dripEnd := leakStart.Add(48 * time.Hour)
 	if o, r := h.events("opened"), h.events("resolved"); len(o) != 1 || len(r) != 0 {
 		t.Fatalf("during a 48-hour drip: %d opened, %d resolved; want one incident, still open", len(o), len(r))
@@ -253,7 +246,7 @@ func TestNovelIncidentLastsAsLongAsTheDrip(t *testing.T) {
 	if in.Expected > 100 || in.Observed < 5*in.Expected {
 		t.Fatalf("observed %.0f vs expected %.1f: not on the novel basis", in.Observed, in.Expected)
 	}
-	background(dripEnd, dripEnd.Add(24*time.Hour))
+	w.background(dripEnd, dripEnd.Add(24*time.Hour), 3)
 	if r := h.events("resolved"); len(r) != 1 {
 		t.Fatalf("a day after the drip stopped: %d resolved", len(r))
 	}
