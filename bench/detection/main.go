@@ -125,8 +125,10 @@ func run(scenario string, seed uint64, n int, dir string) error {
 			for day := int64(-3); day <= 3; day++ {
 				for k := h + 24*day - 1; k <= h+24*day+1; k++ {
 					if x := ours.hourly[k]; x != nil {
-						if c += x.counted; novel {
-							c += x.novel - x.counted
+						if novel {
+							c += x.novel
+						} else {
+							c += x.counted
 						}
 						e += x.atRisk
 					}
