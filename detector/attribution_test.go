@@ -322,19 +322,7 @@ func BenchmarkObserveWithLists(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := newHarness(b, store.NewMemory(), key, func(o *Options) { o.Attribution = &lists{l} })
-	at := t0
-	o := Observation{Rcpt: make([]string, 1), From: "x@spam.example", ClientIP: "203.0.113.9"}
-	buf := []byte("firstname.lastname")
-	for i := 0; b.Loop(); i++ {
-		at = at.Add(time.Millisecond)
-		o.Time = at
-		a := strconv.AppendInt(buf[:18], int64((i*7919)&(pop-1)), 10)
-		a = append(a, "@example-provider.net"...)
-		o.Rcpt[0] = string(a)
-		o.Spam = i%10 == 0
-		h.d.Observe(o)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rcpt/s")
+	observeLoop(b, h, pop)
 }
 
 // BenchmarkReloadRecount is the pause a SIGHUP reload costs the detector:

@@ -30,6 +30,12 @@ func BenchmarkObserveLarge(b *testing.B) { observeBench(b, 1<<23) }
 
 func observeBench(b *testing.B, pop int) {
 	h := newHarness(b, &discard{store.NewMemory()}, testKey(b, 1), func(o *Options) { o.FlushMax = 10000 })
+	observeLoop(b, h, pop)
+}
+
+// observeLoop observes one recipient per iteration from a population of
+// pop addresses (a power of two), one in ten as spam, and reports rcpt/s.
+func observeLoop(b *testing.B, h *harness, pop int) {
 	at := t0
 	o := Observation{Rcpt: make([]string, 1), From: "x@spam.example", ClientIP: "203.0.113.9"}
 	buf := make([]byte, 0, 64) // room for the whole address: only the string below is allocated
