@@ -574,7 +574,7 @@ attribution:
   tags: [{name: book, file: %s}]
   canaries: [{source: book, file: %s}]
 `, testkit.FreePort(t), testkit.FreePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), testkit.FreePort(t),
-		writeFile(t, dir, "book.txt", "a@example.net\n"), writeFile(t, dir, "canaries.txt", "trap@example.net\n"))
+		testkit.WriteFile(t, dir, "book.txt", "a@example.net\n"), testkit.WriteFile(t, dir, "canaries.txt", "trap@example.net\n"))
 	cfgPath := filepath.Join(dir, "spamsurge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -1437,14 +1437,4 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 			t.Errorf("%s: inhibited %v, want %v", k, g, w)
 		}
 	}
-}
-
-// writeFile writes content to dir/name and returns the path.
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

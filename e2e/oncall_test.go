@@ -44,7 +44,7 @@ func startAlertmanager(t *testing.T) string {
 	bin := need(t, "prometheus-alertmanager", "/usr/bin/prometheus-alertmanager")
 	dir := t.TempDir()
 	cfg := "route:\n  receiver: none\nreceivers:\n  - name: none\n"
-	os.WriteFile(filepath.Join(dir, "am.yml"), []byte(cfg), 0o600)
+	testkit.WriteFile(t, dir, "am.yml", cfg)
 	addr := testkit.FreePort(t)
 	start(t, bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+dir, "--web.listen-address="+addr, "--cluster.listen-address=")
 	testkit.WaitListening(t, addr)

@@ -53,10 +53,13 @@ alerting: {alertmanager_url: "http://%s"}
 	if pcfg == string(shipped) || strings.Contains(pcfg, "spamsurge:9464") {
 		t.Fatal("deploy/prometheus/prometheus.yml changed shape; update this test")
 	}
-	rules, _ := os.ReadFile("../deploy/prometheus/rules.yml")
+	rules, err := os.ReadFile("../deploy/prometheus/rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pdir := t.TempDir()
-	os.WriteFile(filepath.Join(pdir, "prometheus.yml"), []byte(pcfg), 0o600)
-	os.WriteFile(filepath.Join(pdir, "rules.yml"), rules, 0o600)
+	testkit.WriteFile(t, pdir, "prometheus.yml", pcfg)
+	testkit.WriteFile(t, pdir, "rules.yml", string(rules))
 	start(t, prom, "--config.file="+filepath.Join(pdir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(pdir, "tsdb"),
 		"--web.listen-address="+promAddr)
 	testkit.WaitListening(t, promAddr)
