@@ -206,6 +206,49 @@ func (c *Conn) authAllowed() bool {
 	return isTLS || c.server.AllowInsecureAuth
 }
 
+// commandLineLimit is the longest command line, CRLF included, that RFC
+// 5321 (section 4.5.3.1.4) and the extensions this server advertises allow
+// for the upper-cased verb.
+func (c *Conn) commandLineLimit(verb string) int {
+	const base = 512
+	switch strings.ToUpper(verb) {
+	case "MAIL":
+		n := base + 26 // SIZE (RFC 1870 section 5) is always offered
+		n += 16        // " BODY=BINARYMIME": RFC 6152 names no figure
+		if c.authAllowed() {
+			n += 500 // AUTH= (RFC 4954 section 5)
+		}
+		if c.server.EnableDSN {
+			n += 100 // RET= and ENVID= (RFC 3461 section 4)
+		}
+		if c.server.EnableSMTPUTF8 {
+			n += 10 // SMTPUTF8 (RFC 6531 section 3.4)
+		}
+		if c.server.EnableREQUIRETLS {
+			n += 11 // REQUIRETLS (RFC 8689)
+		}
+		if c.server.EnableDELIVERBY {
+			n += 20 // BY= (RFC 2852)
+		}
+		if c.server.EnableMTPRIORITY {
+			n += 16 // MT-PRIORITY= (RFC 6710)
+		}
+		return n
+	case "RCPT":
+		n := base
+		if c.server.EnableDSN {
+			n += 500 // NOTIFY= and ORCPT= (RFC 3461 section 4)
+		}
+		if c.server.EnableRRVS {
+			n += 40 // RRVS= (RFC 7293)
+		}
+		return n
+	case "AUTH":
+		return 12288 // RFC 4954 section 4
+	}
+	return base
+}
+
 // protocolError writes errors responses and closes the connection once too many
 // have occurred.
 func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
@@ -1304,15 +1347,30 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	// transform each single line with \n, into separate lines
 	text = strings.Split(strings.Join(text, "\n"), "\n")
 
+	// The whole reply goes out in one write: a client that reads a
+	// multi-line reply as it arrives in segments must not find it split.
+	var buf []byte
 	lastLineIndex := len(text) - 1
 	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
+		buf = strconv.AppendInt(buf, int64(code), 10)
+		buf = append(buf, '-')
+		buf = append(buf, text[i]...)
+		buf = append(buf, '\r', '\n')
 	}
-	if enhCode == NoEnhancedCode {
-		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
-	} else {
-		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+	buf = strconv.AppendInt(buf, int64(code), 10)
+	buf = append(buf, ' ')
+	if enhCode != NoEnhancedCode {
+		buf = strconv.AppendInt(buf, int64(enhCode[0]), 10)
+		buf = append(buf, '.')
+		buf = strconv.AppendInt(buf, int64(enhCode[1]), 10)
+		buf = append(buf, '.')
+		buf = strconv.AppendInt(buf, int64(enhCode[2]), 10)
+		buf = append(buf, ' ')
 	}
+	buf = append(buf, text[lastLineIndex]...)
+	buf = append(buf, '\r', '\n')
+	c.text.W.Write(buf)
+	c.text.W.Flush()
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {

@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -68,6 +69,19 @@ func newDataReader(c *Conn) *dataReader {
 	return dr
 }
 
+// The DATA reader's states (RFC 5321 section 4.1.1.4 and 4.5.2). A line
+// ends only at CRLF; a bare CR or LF is content. At the start of a line a
+// dot is removed (dot-unstuffing), unless the line is exactly "." (the end
+// of data).
+const (
+	stateBeginLine = iota // beginning of line; initial state; must be zero
+	stateDot              // read . at beginning of line
+	stateDotCR            // read .\r at beginning of line
+	stateCR               // read \r (possibly at end of line)
+	stateData             // reading data in middle of line
+	stateEOF              // reached .\r\n end marker line
+)
+
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
@@ -78,64 +92,92 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		}
 	}
 
-	// Code below is taken from net/textproto with only one modification to
-	// not rewrite CRLF -> LF.
-
-	// Run data through a simple state machine to
-	// elide leading dots and detect End-of-Data (<CR><LF>.<CR><LF>) line.
-	const (
-		stateBeginLine = iota // beginning of line; initial state; must be zero
-		stateDot              // read . at beginning of line
-		stateDotCR            // read .\r at beginning of line
-		stateCR               // read \r (possibly at end of line)
-		stateData             // reading data in middle of line
-		stateEOF              // reached .\r\n end marker line
-	)
+	// The state machine runs over what the bufio.Reader already holds,
+	// a span at a time: the bytes of a line up to its next CR are copied
+	// in one go, and the bytes after the end marker are never consumed
+	// (they are the client's next commands).
 	for n < len(b) && r.state != stateEOF {
-		var c byte
-		c, err = r.r.ReadByte()
-		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			break
-		}
-		switch r.state {
-		case stateBeginLine:
-			if c == '.' {
-				r.state = stateDot
-				continue
-			}
-			if c == '\r' {
-				r.state = stateCR
+		if r.r.Buffered() == 0 {
+			// Block for more input only when nothing has been
+			// produced yet, so a reader never sits on bytes it
+			// could return.
+			if n > 0 {
 				break
 			}
-			r.state = stateData
-		case stateDot:
-			if c == '\r' {
-				r.state = stateDotCR
-				continue
-			}
-			r.state = stateData
-		case stateDotCR:
-			if c == '\n' {
-				r.state = stateEOF
-				continue
-			}
-			r.state = stateData
-		case stateCR:
-			if c == '\n' {
-				r.state = stateBeginLine
+			if _, err = r.r.Peek(1); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
 				break
 			}
-			r.state = stateData
-		case stateData:
-			if c == '\r' {
-				r.state = stateCR
-			}
 		}
-		b[n] = c
-		n++
+		in, _ := r.r.Peek(r.r.Buffered())
+		used := 0
+		for used < len(in) && n < len(b) && r.state != stateEOF {
+			c := in[used]
+			switch r.state {
+			case stateBeginLine:
+				if c == '.' {
+					r.state = stateDot
+					used++
+					continue
+				}
+				r.state = stateData
+				if c == '\r' {
+					r.state = stateCR
+				}
+			case stateDot:
+				if c == '\r' {
+					r.state = stateDotCR
+					used++
+					continue
+				}
+				// The leading dot is gone; c is line content.
+				r.state = stateData
+			case stateDotCR:
+				if c == '\n' {
+					r.state = stateEOF
+					used++
+					continue
+				}
+				// ".\r" then not LF: the dot is gone, the CR is
+				// content and may itself end the line; c is
+				// looked at again in stateCR.
+				b[n] = '\r'
+				n++
+				r.state = stateCR
+				continue
+			case stateCR:
+				switch c {
+				case '\n':
+					r.state = stateBeginLine
+				case '\r':
+					// Still a CR that may end the line.
+				default:
+					r.state = stateData
+				}
+			case stateData:
+				// Copy up to the next CR in one go.
+				span := in[used:]
+				if len(span) > len(b)-n {
+					span = span[:len(b)-n]
+				}
+				k := bytes.IndexByte(span, '\r')
+				if k < 0 {
+					k = len(span)
+				} else {
+					r.state = stateCR
+					k++
+				}
+				n += copy(b[n:], span[:k])
+				used += k
+				continue
+			}
+			b[n] = c
+			n++
+			used++
+		}
+		r.r.Discard(used)
 	}
 	if err == nil && r.state == stateEOF {
 		err = io.EOF

@@ -79,6 +79,12 @@ type Server struct {
 	// Default value of NONE to advertise no specific profile.
 	MtPriorityProfile PriorityProfile
 
+	// Refuse command lines longer than RFC 5321 section 4.5.3.1.4 allows
+	// (512 octets with CRLF, plus what the parameters of the advertised
+	// extensions add) with 500 5.5.2, without handling them; the session
+	// goes on. Body lines are bounded by MaxLineLength alone.
+	StrictCommandLength bool
+
 	// The server backend.
 	Backend Backend
 
@@ -181,6 +187,10 @@ func (s *Server) handleConn(c *Conn) error {
 			cmd, arg, err := parseCmd(line)
 			if err != nil {
 				c.protocolError(501, EnhancedCode{5, 5, 2}, "Bad command")
+				continue
+			}
+			if s.StrictCommandLength && len(line)+2 > c.commandLineLimit(cmd) {
+				c.protocolError(500, EnhancedCode{5, 5, 2}, "Command line too long")
 				continue
 			}
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Prints the diff of third_party/go-smtp against go-smtp v0.25.1 as
+# released (from the module cache), in the form `patch -p1` applies.
+set -euo pipefail
+cd "$(dirname "$0")/go-smtp"
+upstream=$(go mod download -json github.com/emersion/go-smtp@v0.25.1 | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+for f in $( (cd "$upstream" && find . -type f; find . -type f) | sed 's|^\./||' | sort -u); do
+	diff -uN --label "a/$f" --label "b/$f" "$upstream/$f" "$f" || true
+done
