@@ -49,6 +49,7 @@ type SMTP struct {
 	AllowFrom       []string `yaml:"allow_from"`
 	TLS             TLSFiles `yaml:"tls"`
 	BareNewline     string   `yaml:"bare_newline"` // normalize | reject
+	NUL             string   `yaml:"nul"`          // reject | strip
 	// ReadTimeout bounds each command and, as in go-smtp, a whole DATA
 	// body; WriteTimeout bounds each reply.
 	ReadTimeout  Duration `yaml:"read_timeout"`
@@ -192,6 +193,7 @@ func Default() Config {
 			MaxLineLength:   64 << 10,
 			AllowFrom:       []string{"127.0.0.0/8", "::1/128"},
 			BareNewline:     "normalize",
+			NUL:             "reject",
 			ReadTimeout:     Duration(5 * time.Minute),
 			WriteTimeout:    Duration(time.Minute),
 			ShutdownTimeout: Duration(30 * time.Second),
@@ -391,6 +393,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SMTP.BareNewline != "normalize" && c.SMTP.BareNewline != "reject" {
 		bad("smtp.bare_newline", "%q is not normalize or reject", c.SMTP.BareNewline)
+	}
+	if c.SMTP.NUL != "reject" && c.SMTP.NUL != "strip" {
+		bad("smtp.nul", "%q is not reject or strip", c.SMTP.NUL)
 	}
 	for key, d := range map[string]Duration{
 		"smtp.read_timeout": c.SMTP.ReadTimeout, "smtp.write_timeout": c.SMTP.WriteTimeout,

@@ -12,6 +12,12 @@ const (
 	resultTempfail = "tempfail"
 )
 
+// Reasons of spamsurge_commands_refused_total.
+const (
+	refusedPathTooLong = "path_too_long"
+	refusedControlChar = "control_character"
+)
+
 // metrics of the mail path. Label values come from fixed lists and are
 // pre-initialised so every series exists from the first scrape.
 type metrics struct {
@@ -24,6 +30,8 @@ type metrics struct {
 	relayDuration     prometheus.Histogram
 	downstreamFails   *prometheus.CounterVec
 	bareNewlines      *prometheus.CounterVec
+	nulMessages       *prometheus.CounterVec
+	commandsRefused   *prometheus.CounterVec
 	messageBytes      prometheus.Histogram
 	observationsDrop  prometheus.Counter
 	observationsQueue prometheus.Gauge
@@ -69,6 +77,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "spamsurge_bare_newline_messages_total",
 			Help: "Messages that contained bare CR or LF, by action taken (normalized or rejected).",
 		}, []string{"action"}),
+		nulMessages: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_nul_messages_total",
+			Help: "Messages that contained NUL bytes, by action taken (stripped or rejected, smtp.nul).",
+		}, []string{"action"}),
+		commandsRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "spamsurge_commands_refused_total",
+			Help: "MAIL and RCPT commands refused by the proxy itself, not passed on, by reason: path_too_long (over 256 octets, 501 5.1.3), control_character (NUL or another control character in the address, 501 5.1.3).",
+		}, []string{"reason"}),
 		messageBytes: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "spamsurge_message_size_bytes",
 			Help:    "Size of relayed message bodies after normalisation.",
@@ -100,6 +116,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, a := range []string{"normalized", "rejected"} {
 		m.bareNewlines.WithLabelValues(a)
+	}
+	for _, a := range []string{"stripped", "rejected"} {
+		m.nulMessages.WithLabelValues(a)
+	}
+	for _, r := range []string{refusedPathTooLong, refusedControlChar} {
+		m.commandsRefused.WithLabelValues(r)
 	}
 	return m
 }

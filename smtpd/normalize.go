@@ -13,6 +13,11 @@ import "io"
 // any next hop will see. In reject mode it only reports that it saw one;
 // the caller then refuses the message after reading to its end.
 //
+// NUL bytes never pass: a next hop that drops them would see "\r\n\x00.\r\n"
+// as the end of the message and the rest as a second, smuggled one. The
+// normaliser leaves every NUL out and counts it; the caller strips (sends
+// the rest on) or refuses the message (smtp.nul).
+//
 // It streams: memory is one pending byte whatever the message size. The
 // output always ends with CRLF (an unterminated last line gets one), as
 // the DATA terminator needs.
@@ -20,6 +25,7 @@ type Normaliser struct {
 	w       io.Writer
 	pending bool // a CR was seen at the end of the previous chunk
 	bare    int  // bare CRs and LFs seen
+	nul     int  // NUL bytes seen (and left out)
 	last    byte // last byte written, to finish with CRLF
 	any     bool
 	buf     []byte
@@ -39,6 +45,9 @@ func newNormaliserBuf(w io.Writer, buf []byte) *Normaliser {
 
 // Bare is the number of bare CRs and LFs seen so far.
 func (n *Normaliser) Bare() int { return n.bare }
+
+// NUL is the number of NUL bytes seen (and left out) so far.
+func (n *Normaliser) NUL() int { return n.nul }
 
 // Write normalises p. It returns len(p) unless the underlying writer fails.
 func (n *Normaliser) Write(p []byte) (int, error) {
@@ -60,6 +69,8 @@ func (n *Normaliser) Write(p []byte) (int, error) {
 		case '\n':
 			n.bare++
 			out = append(out, '\r', '\n')
+		case 0:
+			n.nul++
 		default:
 			out = append(out, c)
 		}

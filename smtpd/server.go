@@ -44,6 +44,9 @@ type Options struct {
 	TLSConfig       *tls.Config // offer STARTTLS when set
 
 	RejectBareNewline bool
+	// StripNUL sends a message on with its NUL bytes left out; by
+	// default such a message is refused (550 5.6.0).
+	StripNUL bool
 
 	ReadTimeout     time.Duration
 	WriteTimeout    time.Duration
@@ -302,6 +305,7 @@ func (s *Server) goSMTP(c *caps) *smtp.Server {
 	srv.EnableSMTPUTF8 = c.utf8
 	srv.EnableDSN = c.dsn
 	srv.EnableREQUIRETLS = c.requiretls
+	srv.StrictCommandLength = true
 	srv.ErrorLog = s.goSMTPLog
 	return srv
 }

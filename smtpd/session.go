@@ -138,10 +138,34 @@ func (s *session) fail(stage string, err error) *smtp.SMTPError {
 	return toSMTPError(err)
 }
 
+// maxPath is the longest reverse-path or forward-path, angle brackets
+// included (RFC 5321 section 4.5.3.1.3).
+const maxPath = 256
+
+// checkPath refuses a path we must not pass on: too long for RFC 5321, or
+// with control characters (a NUL in an address could end the command line
+// early at a next hop that drops it).
+func (s *session) checkPath(addr string) *smtp.SMTPError {
+	if len(addr)+2 > maxPath {
+		s.srv.metrics.commandsRefused.WithLabelValues(refusedPathTooLong).Inc()
+		return errPathLong
+	}
+	for i := 0; i < len(addr); i++ {
+		if c := addr[i]; c < 0x20 || c == 0x7f {
+			s.srv.metrics.commandsRefused.WithLabelValues(refusedControlChar).Inc()
+			return errPathCtl
+		}
+	}
+	return nil
+}
+
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.draining() {
 		defer s.kick()
 		return errShutdown
+	}
+	if err := s.checkPath(from); err != nil {
+		return err
 	}
 	s.setInTx(true)
 	if opts == nil {
@@ -250,6 +274,9 @@ func (s *session) mailCommand(from string, o *smtp.MailOptions) (string, *smtp.S
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.ds == nil || !s.ds.dirty {
 		return errInternal
+	}
+	if err := s.checkPath(to); err != nil {
+		return err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "RCPT TO:<%s>", to)
@@ -410,11 +437,14 @@ func (s *session) relay(r io.Reader) *relayResult {
 	bufs := bodyBufs.Get().(*bodyBuffers)
 	defer bodyBufs.Put(bufs)
 	norm := newNormaliserBuf(io.MultiWriter(scan, dw), bufs.norm[:0])
-	n, rerr, werr := copyBody(norm, r, s.srv.opts.RejectBareNewline, bufs.copy[:])
-	if rerr == nil && werr == nil && !(s.srv.opts.RejectBareNewline && norm.Bare() > 0) {
+	refuse := func() bool {
+		return (s.srv.opts.RejectBareNewline && norm.Bare() > 0) || (!s.srv.opts.StripNUL && norm.NUL() > 0)
+	}
+	n, rerr, werr := copyBody(norm, r, refuse, bufs.copy[:])
+	if rerr == nil && werr == nil && !refuse() {
 		werr = norm.Close()
 	}
-	bare := norm.Bare()
+	bare, nul := norm.Bare(), norm.NUL()
 	switch {
 	case rerr != nil:
 		// The client's side failed: too big, too long a line, gone,
@@ -422,6 +452,11 @@ func (s *session) relay(r io.Reader) *relayResult {
 		// connection aborts its transaction.
 		s.dropDownstream()
 		res.err = s.clientDataError(rerr)
+	case nul > 0 && !s.srv.opts.StripNUL:
+		s.dropDownstream()
+		s.srv.metrics.nulMessages.WithLabelValues("rejected").Inc()
+		s.log.Info("message refused: NUL byte", zap.Int("nul", nul))
+		res.err = errNUL
 	case bare > 0 && s.srv.opts.RejectBareNewline:
 		s.dropDownstream()
 		s.srv.metrics.bareNewlines.WithLabelValues("rejected").Inc()
@@ -457,6 +492,9 @@ func (s *session) relay(r io.Reader) *relayResult {
 		if bare > 0 {
 			s.srv.metrics.bareNewlines.WithLabelValues("normalized").Inc()
 		}
+		if nul > 0 {
+			s.srv.metrics.nulMessages.WithLabelValues("stripped").Inc()
+		}
 		s.srv.metrics.messageBytes.Observe(float64(n))
 	}
 	s.count(res, scan)
@@ -464,10 +502,11 @@ func (s *session) relay(r io.Reader) *relayResult {
 }
 
 // copyBody streams src into dst. It returns the read error (client side)
-// and the write error (next hop side) apart. After a write error, or in
-// reject mode after the first bare line end, it stops writing but reads on
-// to the real end of DATA, so the session stays in step with the client.
-func copyBody(dst *Normaliser, src io.Reader, stopOnBare bool, buf []byte) (n int64, rerr, werr error) {
+// and the write error (next hop side) apart. After a write error, or once
+// refused says the message will be refused (a bare line end or a NUL in
+// reject mode), it stops writing but reads on to the real end of DATA, so
+// the session stays in step with the client.
+func copyBody(dst *Normaliser, src io.Reader, refused func() bool, buf []byte) (n int64, rerr, werr error) {
 	writing := true
 	for {
 		k, err := src.Read(buf)
@@ -475,7 +514,7 @@ func copyBody(dst *Normaliser, src io.Reader, stopOnBare bool, buf []byte) (n in
 			n += int64(k)
 			if writing {
 				_, werr = dst.Write(buf[:k])
-				writing = werr == nil && !(stopOnBare && dst.Bare() > 0)
+				writing = werr == nil && !refused()
 			}
 		}
 		if err == io.EOF {

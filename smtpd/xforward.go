@@ -14,8 +14,8 @@ import (
 // from xfConn, a thin layer between the socket and go-smtp that
 //
 //   - adds "250-XFORWARD NAME ADDR PROTO HELO SOURCE IDENT" to EHLO/LHLO
-//     replies, right after PIPELINING (go-smtp writes every reply line with
-//     its own Write, and PIPELINING is always its first keyword);
+//     replies, right after PIPELINING (go-smtp writes each reply in one
+//     Write, and PIPELINING is always its first keyword);
 //   - takes XFORWARD command lines out of the stream, records their
 //     attributes and hands go-smtp a NOOP instead, so go-smtp answers
 //     "250" in the right place of a pipelined exchange;
@@ -34,8 +34,10 @@ var xforwardKeywords = []string{"NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT"
 const xforwardEHLO = "250-XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE\r\n"
 
 // xfMaxLine bounds how much of one command line xfConn looks at; longer
-// lines pass through and go-smtp's own line limit deals with them.
-const xfMaxLine = 4096
+// lines pass through and go-smtp refuses them (500 5.5.2, see
+// StrictCommandLength). Postfix's smtpd takes XFORWARD lines up to its
+// line_length_limit, 2048.
+const xfMaxLine = 2048
 
 type xfMode int
 
@@ -93,9 +95,18 @@ func (c *xfConn) Write(p []byte) (int, error) {
 	}
 	mode := c.mode
 	c.mu.Unlock()
-	if mode == xfCommand && string(p) == "250-PIPELINING\r\n" {
-		n, err := c.Conn.Write(append(p[:len(p):len(p)], xforwardEHLO...))
-		return min(n, len(p)), err
+	if mode == xfCommand && bytes.HasPrefix(p, []byte("250-")) {
+		if i := bytes.Index(p, []byte("\r\n250-PIPELINING\r\n")); i >= 0 {
+			// The EHLO/LHLO reply, in one write: add our keyword
+			// after PIPELINING, still in one write.
+			at := i + len("\r\n250-PIPELINING\r\n")
+			out := make([]byte, 0, len(p)+len(xforwardEHLO))
+			out = append(append(append(out, p[:at]...), xforwardEHLO...), p[at:]...)
+			if _, err := c.Conn.Write(out); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
 	}
 	return c.Conn.Write(p)
 }
@@ -200,6 +211,10 @@ func (c *xfConn) process(mode xfMode) bool {
 	}
 	line := c.raw[:i+1]
 	c.raw = c.raw[i+1:]
+	if len(line) > xfMaxLine {
+		c.out = append(c.out, line...)
+		return true
+	}
 	verb, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
 	switch strings.ToUpper(verb) {
 	case "XFORWARD":
@@ -234,9 +249,10 @@ func (c *xfConn) process(mode xfMode) bool {
 	return true
 }
 
-// scanData finds the end of a DATA body exactly as go-smtp's dataReader
-// does (CRLF "." CRLF, where the first CRLF may be the start of the body)
-// and returns how many bytes of b belong to the body, terminator included.
+// scanData finds the end of a DATA body exactly as go-smtp's (patched)
+// dataReader does, by RFC 5321: lines end only at CRLF (a CR before it may
+// follow another CR), and the line "." ends the body. It returns how many
+// bytes of b belong to the body, terminator included.
 func (c *xfConn) scanData(b []byte) (int, bool) {
 	const (
 		beginLine = iota
@@ -263,15 +279,22 @@ func (c *xfConn) scanData(b []byte) (int, bool) {
 				c.dstate = data
 			}
 		case dotCR:
-			if ch == '\n' {
+			switch ch {
+			case '\n':
 				c.dstate = beginLine
 				return i + 1, true
+			case '\r':
+				c.dstate = cr
+			default:
+				c.dstate = data
 			}
-			c.dstate = data
 		case cr:
-			if ch == '\n' {
+			switch ch {
+			case '\n':
 				c.dstate = beginLine
-			} else {
+			case '\r':
+				// still a CR that may end the line
+			default:
 				c.dstate = data
 			}
 		case data:

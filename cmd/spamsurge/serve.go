@@ -267,6 +267,7 @@ func smtpOptions(cfg config.Config) (smtpd.Options, error) {
 		MaxHeaderBytes:    cfg.SMTP.MaxHeaderBytes,
 		AllowFrom:         allow,
 		RejectBareNewline: cfg.SMTP.BareNewline == "reject",
+		StripNUL:          cfg.SMTP.NUL == "strip",
 		ReadTimeout:       cfg.SMTP.ReadTimeout.D(),
 		WriteTimeout:      cfg.SMTP.WriteTimeout.D(),
 		ShutdownTimeout:   cfg.SMTP.ShutdownTimeout.D(),
