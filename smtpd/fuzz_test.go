@@ -13,7 +13,7 @@ import (
 // FuzzNormaliser: whatever the input and however it is chunked, the output
 // has only CRLF line ends, ends with CRLF, and does not depend on chunking.
 func FuzzNormaliser(f *testing.F) {
-	for _, s := range []string{"", "a", "a\r\nb\r\n", "a\nb", "x\r.\r\n", "\r\r\n", "\n.\n", "\r", "\r\n.\r\n", "a\rb\rc"} {
+	for _, s := range []string{"", "a", "a\r\nb\r\n", "a\nb", "x\r.\r\n", "\r\r\n", "\n.\n", "\r", "\r\n.\r\n", "a\rb\rc", "\r\n\x00.\r\n"} {
 		f.Add([]byte(s), uint16(1))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, split uint16) {
@@ -41,13 +41,17 @@ func FuzzNormaliser(f *testing.F) {
 		if bytes.ContainsAny(stripped, "\r\n") {
 			t.Fatalf("bare CR or LF left in %q", out)
 		}
-		if len(in) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
+		content := bytes.ReplaceAll(in, []byte{0}, nil)
+		if len(content) > 0 && !bytes.HasSuffix(out, []byte("\r\n")) {
 			t.Fatalf("output %q does not end with CRLF", out)
 		}
-		if len(in) == 0 && len(out) != 0 {
+		if len(content) == 0 && len(out) != 0 {
 			t.Fatalf("empty input gave %q", out)
 		}
-		// Nothing but line ends changes.
+		if bytes.IndexByte(out, 0) >= 0 || n.NUL() != bytes.Count(in, []byte{0}) {
+			t.Fatalf("NUL: %d in, %d counted, output %q", bytes.Count(in, []byte{0}), n.NUL(), out)
+		}
+		// Nothing but line ends and NULs changes.
 		if !bytes.Equal(bytes.Map(dropCRLF, in), bytes.Map(dropCRLF, out)) {
 			t.Fatalf("content changed: %q -> %q", in, out)
 		}
@@ -55,7 +59,7 @@ func FuzzNormaliser(f *testing.F) {
 }
 
 func dropCRLF(r rune) rune {
-	if r == '\r' || r == '\n' {
+	if r == '\r' || r == '\n' || r == 0 {
 		return -1
 	}
 	return r

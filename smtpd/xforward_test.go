@@ -134,3 +134,28 @@ func TestReadyFollowsTheNextHop(t *testing.T) {
 		t.Fatalf("Ready() = %v after a failed connect", err)
 	}
 }
+
+// writeCounter records each Write.
+type writeCounter struct {
+	net.Conn
+	writes []string
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+// The EHLO reply stays one write when xfConn adds its keyword.
+func TestXForwardKeywordKeepsOneWrite(t *testing.T) {
+	wc := &writeCounter{}
+	xf := newXFConn(wc)
+	reply := "250-proxy.test Hello\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 100\r\n"
+	if n, err := xf.Write([]byte(reply)); n != len(reply) || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	want := "250-proxy.test Hello\r\n250-PIPELINING\r\n" + xforwardEHLO + "250-8BITMIME\r\n250 SIZE 100\r\n"
+	if len(wc.writes) != 1 || wc.writes[0] != want {
+		t.Fatalf("writes %q, want one %q", wc.writes, want)
+	}
+}
