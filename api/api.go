@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
 // Options configure the handler.
@@ -32,7 +33,7 @@ type Options struct {
 	// Incidents returns a snapshot of the open and recent incidents.
 	Incidents func() []detector.Incident
 	// Submit hands observations to the detector, or returns ErrBusy.
-	Submit       func([]detector.Observation) error
+	Submit       func([]ingest.Observation) error
 	MaxBodyBytes int64
 }
 

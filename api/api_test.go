@@ -15,6 +15,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
 func get(t *testing.T, h http.Handler, path string) (int, string) {
@@ -134,10 +135,10 @@ func TestAPIIncidents(t *testing.T) {
 }
 
 func TestAPIObservations(t *testing.T) {
-	var got []detector.Observation
+	var got []ingest.Observation
 	busy := false
 	h := Handler(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(), MaxBodyBytes: 1000,
-		Submit: func(obs []detector.Observation) error {
+		Submit: func(obs []ingest.Observation) error {
 			if busy {
 				return ErrBusy
 			}

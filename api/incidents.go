@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/spamsurge/spamsurge/detector"
-	"github.com/spamsurge/spamsurge/replay"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
 // DefaultMaxBodyBytes bounds a POST /api/v1/observations body.
@@ -171,7 +171,7 @@ func (o *Options) postObservations(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
-	var obs []detector.Observation
+	var obs []ingest.Observation
 	var errs []lineError
 	bad := 0
 	for n, line := range bytes.Split(body, []byte("\n")) {
@@ -179,7 +179,7 @@ func (o *Options) postObservations(w http.ResponseWriter, r *http.Request) {
 		if len(line) == 0 {
 			continue
 		}
-		ob, err := replay.Parse(line)
+		ob, err := ingest.Parse(line)
 		if err != nil {
 			bad++
 			if len(errs) < maxLineErrors {

@@ -14,6 +14,7 @@ import (
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -238,7 +239,7 @@ func (d *Detector) attrFirstSpam(id addr.ID, detail string) {
 
 // attrCanary handles a recipient that is a canary and reports whether it
 // was one (it then gets no recipient state).
-func (d *Detector) attrCanary(t time.Time, id addr.ID, o *Observation) bool {
+func (d *Detector) attrCanary(t time.Time, id addr.ID, o *ingest.Observation) bool {
 	if d.o.Attribution == nil {
 		return false
 	}
@@ -470,7 +471,7 @@ func (d *Detector) LoadLists(c config.Config, reg prometheus.Registerer, log *za
 // attrRejected checks the recipients the next hop refused: mail to a
 // canary is evidence of the leak even when the canary has no mailbox (a
 // fake row in a user table).
-func (d *Detector) attrRejected(t time.Time, o *Observation) {
+func (d *Detector) attrRejected(t time.Time, o *ingest.Observation) {
 	if d.o.Attribution == nil || d.attr.lists.NumCanaries() == 0 {
 		return
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -200,7 +201,7 @@ func TestCanaryOpensAtOnceAndStaysOutOfStatistics(t *testing.T) {
 	src := &lists{loadLists(t, key, nil, map[string][]string{"billing-db": {"trap-7f3@example.net"}, "crm": {"bait@example.org"}})}
 	h := newHarness(t, st, key, func(o *Options) { o.Attribution = src })
 	// Fresh store, warming up: a ham message to a canary still opens.
-	evs := h.d.Observe(Observation{Time: t0, Rcpt: []string{"alice@example.net", "Trap-7F3@Example.NET"}, Spam: false,
+	evs := h.d.Observe(ingest.Observation{Time: t0, Rcpt: []string{"alice@example.net", "Trap-7F3@Example.NET"}, Spam: false,
 		From: "crm@partner.example", ClientIP: "192.0.2.1"})
 	if len(evs) != 1 || evs[0].Event != "opened" || evs[0].Kind != KindCanary || evs[0].CanarySource != "billing-db" ||
 		evs[0].Recipients != 1 || evs[0].OpenedAt != t0 {
@@ -217,9 +218,9 @@ func TestCanaryOpensAtOnceAndStaysOutOfStatistics(t *testing.T) {
 		t.Fatalf("incidents %+v", ins)
 	}
 	// Spam to it a minute later: the same incident, counted.
-	h.d.Observe(Observation{Time: t0.Add(time.Minute), Rcpt: []string{"trap-7f3@example.net"}, Spam: true})
+	h.d.Observe(ingest.Observation{Time: t0.Add(time.Minute), Rcpt: []string{"trap-7f3@example.net"}, Spam: true})
 	// Another source: its own incident.
-	evs = h.d.Observe(Observation{Time: t0.Add(2 * time.Minute), Rcpt: []string{"bait@example.org"}, Spam: true})
+	evs = h.d.Observe(ingest.Observation{Time: t0.Add(2 * time.Minute), Rcpt: []string{"bait@example.org"}, Spam: true})
 	if len(evs) != 1 || evs[0].CanarySource != "crm" {
 		t.Fatalf("second source: %+v", evs)
 	}
@@ -270,12 +271,12 @@ func TestReloadRecountsAndRemovesNewCanaries(t *testing.T) {
 	}
 	// SIGHUP: the book grows, user(7) becomes a canary.
 	src.l = loadLists(t, key, map[string][]int{"book": span(0, 200)}, map[string][]string{"web": {user(7)}})
-	evs := h.d.Observe(Observation{Time: t0.Add(25*time.Hour + 2*time.Minute), Rcpt: []string{user(250)}})
+	evs := h.d.Observe(ingest.Observation{Time: t0.Add(25*time.Hour + 2*time.Minute), Rcpt: []string{user(250)}})
 	if len(evs) != 0 || h.d.AtRisk() != 298 || h.d.attr.risk[0] != 198 {
 		t.Fatalf("after reload: at risk %d, book %v, events %v", h.d.AtRisk(), h.d.attr.risk, evs)
 	}
 	checkRecount(t, h.d)
-	evs = h.d.Observe(Observation{Time: t0.Add(25*time.Hour + 3*time.Minute), Rcpt: []string{user(7)}, Spam: true})
+	evs = h.d.Observe(ingest.Observation{Time: t0.Add(25*time.Hour + 3*time.Minute), Rcpt: []string{user(7)}, Spam: true})
 	if len(evs) != 1 || evs[0].Kind != KindCanary || h.d.AtRisk() != 298 {
 		t.Fatalf("canary after reload: %+v, at risk %d", evs, h.d.AtRisk())
 	}
@@ -285,7 +286,7 @@ func TestRejectedCanaryOpens(t *testing.T) {
 	key := testKey(t, 1)
 	src := &lists{loadLists(t, key, nil, map[string][]string{"webmail-users": {"ghost-row@example.net"}})}
 	h := newHarness(t, store.NewMemory(), key, func(o *Options) { o.Attribution = src })
-	evs := h.d.Observe(Observation{Time: t0, Rcpt: []string{"alice@example.net"}, Rejected: []string{"Ghost-Row@example.net"}, Spam: true})
+	evs := h.d.Observe(ingest.Observation{Time: t0, Rcpt: []string{"alice@example.net"}, Rejected: []string{"Ghost-Row@example.net"}, Spam: true})
 	if len(evs) != 1 || evs[0].Kind != KindCanary || evs[0].CanarySource != "webmail-users" {
 		t.Fatalf("events %+v", evs)
 	}

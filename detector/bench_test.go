@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -37,7 +38,7 @@ func observeBench(b *testing.B, pop int) {
 // pop addresses (a power of two), one in ten as spam, and reports rcpt/s.
 func observeLoop(b *testing.B, h *harness, pop int) {
 	at := t0
-	o := Observation{Rcpt: make([]string, 1), From: "x@spam.example", ClientIP: "203.0.113.9"}
+	o := ingest.Observation{Rcpt: make([]string, 1), From: "x@spam.example", ClientIP: "203.0.113.9"}
 	buf := make([]byte, 0, 64) // room for the whole address: only the string below is allocated
 	buf = append(buf, "firstname.lastname"...)
 	for i := 0; b.Loop(); i++ {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -371,7 +372,7 @@ func (d *Detector) incidents() []Incident {
 // Observe records one transaction and returns the incident events it
 // caused. Observations should come in time order; an older one is counted
 // at the detector's current time.
-func (d *Detector) Observe(o Observation) []Event {
+func (d *Detector) Observe(o ingest.Observation) []Event {
 	d.out = nil
 	if o.Time.IsZero() {
 		d.m.errors.Inc()
@@ -527,7 +528,7 @@ func (d *Detector) Observe(o Observation) []Event {
 // keys (sender domain, client network, their dictionary key) are pure
 // functions of From and ClientIP whose parsing and formatting allocate on
 // every spam otherwise. The subject and Message-ID are the message's own.
-func (d *Detector) msgInfo(o *Observation) *msgInfo {
+func (d *Detector) msgInfo(o *ingest.Observation) *msgInfo {
 	c := &d.lastCampaign
 	if !c.ok || c.from != o.From || c.ip != o.ClientIP {
 		mi := newMsgInfo(o)

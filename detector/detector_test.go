@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -51,7 +52,7 @@ func newHarness(t testing.TB, st Store, key *addr.Key, mod func(*Options)) *harn
 }
 
 func (h *harness) obs(at time.Time, spam bool, rcpt ...string) {
-	h.ev = append(h.ev, h.d.Observe(Observation{Time: at, Rcpt: rcpt, Spam: spam,
+	h.ev = append(h.ev, h.d.Observe(ingest.Observation{Time: at, Rcpt: rcpt, Spam: spam,
 		From: "x@spam.example", ClientIP: "203.0.113.9", Subject: "Win 1000 now", MessageID: "<1@mid.example>"})...)
 }
 
@@ -102,7 +103,7 @@ func TestAtRiskAccounting(t *testing.T) {
 	}
 	// Rejected recipients are never tracked.
 	before := h.d.Tracked()
-	h.d.Observe(Observation{Time: t0.Add(27 * time.Hour), Spam: true, Rejected: []string{"ghost@example.net"}})
+	h.d.Observe(ingest.Observation{Time: t0.Add(27 * time.Hour), Spam: true, Rejected: []string{"ghost@example.net"}})
 	if h.d.Tracked() != before || testutil.ToFloat64(h.d.m.dictionary) != 2 {
 		t.Fatalf("rejected recipient tracked: %d -> %d", before, h.d.Tracked())
 	}
@@ -118,7 +119,7 @@ func TestInvalidAndLate(t *testing.T) {
 	if testutil.ToFloat64(h.d.m.late) != 1 || h.d.Tracked() != 2 {
 		t.Fatal("late observation not counted at the clock")
 	}
-	h.d.Observe(Observation{Rcpt: []string{user(3)}})
+	h.d.Observe(ingest.Observation{Rcpt: []string{user(3)}})
 	if testutil.ToFloat64(h.d.m.errors) != 1 || h.d.Tracked() != 2 {
 		t.Fatal("observation without time accepted")
 	}
@@ -163,7 +164,7 @@ func TestLeakOpensAndResolves(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		a := user(4000 + i)
 		leaked[h.d.o.Key.Hash(a)] = true
-		h.d.Observe(Observation{Time: leakStart.Add(time.Duration(i) * 6 * time.Second), Rcpt: []string{a}, Spam: true,
+		h.d.Observe(ingest.Observation{Time: leakStart.Add(time.Duration(i) * 6 * time.Second), Rcpt: []string{a}, Spam: true,
 			From: "promo@leak.example", ClientIP: "198.51.100.7", Subject: "Hello " + a + " your order 12345",
 			MessageID: "<abc@mailer.leak.example>"})
 	}
@@ -260,7 +261,7 @@ func TestDictionaryAttackAndOrdinaryCampaign(t *testing.T) {
 	// (never seen before).
 	at = at.Add(time.Hour)
 	for i := 0; i < 300; i++ {
-		h.d.Observe(Observation{Time: at.Add(time.Duration(i) * time.Second), Spam: true,
+		h.d.Observe(ingest.Observation{Time: at.Add(time.Duration(i) * time.Second), Spam: true,
 			Rcpt: []string{fmt.Sprintf("guess%d@example.net", i)}, Rejected: []string{fmt.Sprintf("nope%d@example.net", i)},
 			From: "a@dict.example", ClientIP: "192.0.2.1"})
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -40,7 +41,7 @@ func fuzzObserve(t *testing.T, data []byte) {
 				dt *= 60
 			}
 			at = at.Add(dt)
-			o := Observation{Time: at, Spam: op&1 != 0,
+			o := ingest.Observation{Time: at, Spam: op&1 != 0,
 				From: fmt.Sprintf("x@s%d.example", arg%7), ClientIP: fmt.Sprintf("192.0.2.%d", arg)}
 			switch op % 5 {
 			case 0:

@@ -2,11 +2,12 @@ package detector
 
 import (
 	"bytes"
-	"github.com/spamsurge/spamsurge/store"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/spamsurge/spamsurge/store"
 )
 
 func grepDir(t *testing.T, dir, s string) bool {

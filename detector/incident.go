@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
 // Incident is one detected excess of first spams (or of dictionary
@@ -90,7 +91,7 @@ type msgInfo struct {
 	subject, msgID string
 }
 
-func newMsgInfo(o *Observation) *msgInfo {
+func newMsgInfo(o *ingest.Observation) *msgInfo {
 	mi := &msgInfo{subject: o.Subject, msgID: o.MessageID}
 	mi.keys[dimSender] = domainOf(o.From)
 	mi.keys[dimNet] = network(o.ClientIP)

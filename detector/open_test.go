@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
 func TestOpenFromConfig(t *testing.T) {
@@ -30,7 +31,7 @@ func TestOpenFromConfig(t *testing.T) {
 	if !d.WarmingUp() {
 		t.Fatal("new store not warming up")
 	}
-	d.Observe(Observation{Time: t0, Rcpt: []string{"a@example.net", "B+x@Example.NET"}})
+	d.Observe(ingest.Observation{Time: t0, Rcpt: []string{"a@example.net", "B+x@Example.NET"}})
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestOpenFromConfig(t *testing.T) {
 		t.Fatalf("tracked after reopen: %d", d.Tracked())
 	}
 	// Sub-address stripped and case folded by default: b@example.net is known.
-	d.Observe(Observation{Time: t0.Add(time.Hour), Rcpt: []string{"b@example.net"}})
+	d.Observe(ingest.Observation{Time: t0.Add(time.Hour), Rcpt: []string{"b@example.net"}})
 	if d.Tracked() != 2 {
 		t.Fatalf("b@ not recognised as B+x@: tracked %d", d.Tracked())
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -37,7 +38,7 @@ func newDripWorld(t *testing.T, n, firstLeaked int) *dripWorld {
 }
 
 func (w *dripWorld) spam(at time.Time, from, ip string, rcpt ...string) {
-	w.h.ev = append(w.h.ev, w.h.d.Observe(Observation{Time: at, Rcpt: rcpt, Spam: true, From: from, ClientIP: ip,
+	w.h.ev = append(w.h.ev, w.h.d.Observe(ingest.Observation{Time: at, Rcpt: rcpt, Spam: true, From: from, ClientIP: ip,
 		Subject: "offer", MessageID: "<1@mid.example>"})...)
 }
 
@@ -193,7 +194,7 @@ func TestSlowDispersionSeesDayLevelSwings(t *testing.T) {
 		h.obs(at, false, user(n/2+rng.IntN(n/2)))
 		if rng.Float64() < rate*0.4 {
 			// Each first spam from its own campaign: no campaign cap.
-			h.d.Observe(Observation{Time: at, Rcpt: []string{user(next)}, Spam: true,
+			h.d.Observe(ingest.Observation{Time: at, Rcpt: []string{user(next)}, Spam: true,
 				From: fmt.Sprintf("a@s%d.example", next), ClientIP: fmt.Sprintf("192.0.%d.1", next%250)})
 			next++
 		}

@@ -1,4 +1,5 @@
-// Package replay feeds recorded observations (JSONL, CONTRACT.md) through
+// Package replay feeds recorded observations (the JSONL stream of package
+// ingest) through
 // the detector on a simulated clock: the observations' own timestamps. It
 // shares every line of detector code with the live daemon.
 //
@@ -13,18 +14,18 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
 // Observer is the detector as replay uses it.
 type Observer interface {
-	Observe(detector.Observation) []detector.Event
+	Observe(ingest.Observation) []detector.Event
 }
 
 // Options for Run.
@@ -66,48 +67,6 @@ type MalformedError struct {
 func (e *MalformedError) Error() string { return fmt.Sprintf("%s:%d: %v", e.Name, e.Line, e.Err) }
 func (e *MalformedError) Unwrap() error { return e.Err }
 
-// line is the wire form, with pointers to tell a missing field from a zero.
-type line struct {
-	Time      *time.Time `json:"time"`
-	Rcpt      *[]string  `json:"rcpt"`
-	Rejected  []string   `json:"rejected"`
-	Spam      *bool      `json:"spam"`
-	From      string     `json:"from"`
-	ClientIP  string     `json:"client_ip"`
-	Helo      string     `json:"helo"`
-	Subject   string     `json:"subject"`
-	MessageID string     `json:"message_id"`
-}
-
-// Parse decodes one JSONL observation, checking the required fields.
-func Parse(b []byte) (detector.Observation, error) {
-	if o, ok := parseFast(b); ok {
-		return o, nil
-	}
-	return parseJSON(b)
-}
-
-func parseJSON(b []byte) (detector.Observation, error) {
-	var l line
-	if err := json.Unmarshal(b, &l); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return detector.Observation{}, fmt.Errorf("not JSON: %v", err)
-		}
-		return detector.Observation{}, err
-	}
-	switch {
-	case l.Time == nil || l.Time.IsZero():
-		return detector.Observation{}, errors.New(`missing "time"`)
-	case l.Rcpt == nil:
-		return detector.Observation{}, errors.New(`missing "rcpt"`)
-	case l.Spam == nil:
-		return detector.Observation{}, errors.New(`missing "spam"`)
-	}
-	return detector.Observation{Time: *l.Time, Rcpt: *l.Rcpt, Rejected: l.Rejected, Spam: *l.Spam,
-		From: l.From, ClientIP: l.ClientIP, Helo: l.Helo, Subject: l.Subject, MessageID: l.MessageID}, nil
-}
-
 // Run replays the inputs in order, one after the other.
 func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 	if o.Reorder == 0 {
@@ -120,7 +79,7 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 	h := &obsHeap{}
 	var maxSeen time.Time
 	seq := 0
-	emit := func(ob *detector.Observation) error {
+	emit := func(ob *ingest.Observation) error {
 		st.Observations++
 		st.Recipients += len(ob.Rcpt)
 		if st.First.IsZero() {
@@ -188,7 +147,7 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 }
 
 type parsed struct {
-	o    detector.Observation
+	o    ingest.Observation
 	err  error
 	name string
 	line int
@@ -242,7 +201,7 @@ func produce(ctx context.Context, maxLine int, inputs []Input, out chan<- *batch
 			if tooLong {
 				p.err = fmt.Errorf("line longer than %d bytes", maxLine)
 			} else {
-				p.o, p.err = Parse(raw)
+				p.o, p.err = ingest.Parse(raw)
 			}
 			b.items = append(b.items, p)
 			if len(b.items) == batchLen && !send() {
@@ -287,7 +246,7 @@ func nilIfEOF(err error) error {
 // item points into a decoded batch, which stays alive while it is queued:
 // the heap moves 16 bytes, not an Observation.
 type item struct {
-	o   *detector.Observation
+	o   *ingest.Observation
 	seq int
 }
 

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
-type recorder struct{ obs []detector.Observation }
+type recorder struct{ obs []ingest.Observation }
 
-func (r *recorder) Observe(o detector.Observation) []detector.Event {
+func (r *recorder) Observe(o ingest.Observation) []detector.Event {
 	r.obs = append(r.obs, o)
 	return nil
 }
@@ -114,44 +114,4 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
-}
-
-func FuzzParse(f *testing.F) {
-	f.Add([]byte(good1))
-	f.Add([]byte(`{"time":"2026-05-13T09:14:02Z","rcpt":[],"spam":false}`))
-	f.Add([]byte(`{"time":null,"rcpt":null,"spam":null}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		o, err := Parse(b)
-		if err != nil {
-			return
-		}
-		if o.Time.IsZero() || o.Rcpt == nil {
-			t.Fatalf("accepted %q as %+v", b, o)
-		}
-		_ = time.Now
-	})
-}
-
-// FuzzFastMatchesParse: whenever the fast decoder accepts a line,
-// encoding/json must accept it too and decode the same observation.
-func FuzzFastMatchesParse(f *testing.F) {
-	f.Add([]byte(good1))
-	f.Add([]byte(`{"time":"2026-05-13T09:14:02.5+02:00","rcpt":[ "a@b" , "c@d" ],"rejected":[],"spam":false}`))
-	f.Add([]byte(`{"spam":true,"rcpt":["x"],"time":"2026-05-13T09:14:02Z","helo":"h"}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fo, ok := parseFast(b)
-		if !ok {
-			return
-		}
-		jo, err := parseJSON(b)
-		if err != nil {
-			t.Fatalf("fast accepted what encoding/json refuses: %q: %v", b, err)
-		}
-		if !fo.Time.Equal(jo.Time) || fo.Spam != jo.Spam || fo.From != jo.From || fo.ClientIP != jo.ClientIP ||
-			fo.Helo != jo.Helo || fo.Subject != jo.Subject || fo.MessageID != jo.MessageID ||
-			strings.Join(fo.Rcpt, "\x00") != strings.Join(jo.Rcpt, "\x00") || len(fo.Rcpt) != len(jo.Rcpt) ||
-			strings.Join(fo.Rejected, "\x00") != strings.Join(jo.Rejected, "\x00") || len(fo.Rejected) != len(jo.Rejected) {
-			t.Fatalf("%q: fast %+v, json %+v", b, fo, jo)
-		}
-	})
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 )
 
 // hopTxn is one transaction as the fake next hop received it, raw.
@@ -320,19 +320,19 @@ func orDefault(s, def string) string {
 // recorder collects observations.
 type recorder struct {
 	mu  sync.Mutex
-	obs []detector.Observation
+	obs []ingest.Observation
 }
 
-func (r *recorder) Observe(o detector.Observation) {
+func (r *recorder) Observe(o ingest.Observation) {
 	r.mu.Lock()
 	r.obs = append(r.obs, o)
 	r.mu.Unlock()
 }
 
-func (r *recorder) all() []detector.Observation {
+func (r *recorder) all() []ingest.Observation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]detector.Observation(nil), r.obs...)
+	return append([]ingest.Observation(nil), r.obs...)
 }
 
 type testProxy struct {

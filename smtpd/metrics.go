@@ -21,20 +21,18 @@ const (
 // metrics of the mail path. Label values come from fixed lists and are
 // pre-initialised so every series exists from the first scrape.
 type metrics struct {
-	messages          *prometheus.CounterVec
-	recipients        *prometheus.CounterVec
-	verdicts          *prometheus.CounterVec
-	sessionsActive    prometheus.Gauge
-	sessionsTotal     prometheus.Counter
-	sessionsRefused   *prometheus.CounterVec
-	relayDuration     prometheus.Histogram
-	downstreamFails   *prometheus.CounterVec
-	bareNewlines      *prometheus.CounterVec
-	nulMessages       *prometheus.CounterVec
-	commandsRefused   *prometheus.CounterVec
-	messageBytes      prometheus.Histogram
-	observationsDrop  prometheus.Counter
-	observationsQueue prometheus.Gauge
+	messages        *prometheus.CounterVec
+	recipients      *prometheus.CounterVec
+	verdicts        *prometheus.CounterVec
+	sessionsActive  prometheus.Gauge
+	sessionsTotal   prometheus.Counter
+	sessionsRefused *prometheus.CounterVec
+	relayDuration   prometheus.Histogram
+	downstreamFails *prometheus.CounterVec
+	bareNewlines    *prometheus.CounterVec
+	nulMessages     *prometheus.CounterVec
+	commandsRefused *prometheus.CounterVec
+	messageBytes    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -89,14 +87,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name:    "spamsurge_message_size_bytes",
 			Help:    "Size of relayed message bodies after normalisation.",
 			Buckets: prometheus.ExponentialBuckets(1024, 4, 9),
-		}),
-		observationsDrop: f.NewCounter(prometheus.CounterOpts{
-			Name: "spamsurge_observations_dropped_total",
-			Help: "Observations the detector queue had no room for. Mail is never held back for the detector; this counts what it did not see.",
-		}),
-		observationsQueue: f.NewGauge(prometheus.GaugeOpts{
-			Name: "spamsurge_observations_queued",
-			Help: "Observations waiting for the detector.",
 		}),
 	}
 	for _, r := range []string{resultRelayed, resultRejected, resultTempfail} {

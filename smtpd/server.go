@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/verdict"
 )
 
@@ -58,7 +58,7 @@ type Options struct {
 	Classifier *verdict.Classifier
 	// Sink receives one observation per transaction. It must not block
 	// (see Queue).
-	Sink detector.Sink
+	Sink ingest.Sink
 
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer
@@ -124,7 +124,7 @@ func (o *Options) setDefaults() {
 		o.Registerer = prometheus.NewRegistry()
 	}
 	if o.Sink == nil {
-		o.Sink = detector.SinkFunc(func(detector.Observation) {})
+		o.Sink = ingest.SinkFunc(func(ingest.Observation) {})
 	}
 }
 
@@ -428,7 +428,7 @@ func (s *Server) removeSession(sess *session) {
 	s.mu.Unlock()
 }
 
-func (s *Server) observe(o detector.Observation) { s.opts.Sink.Observe(o) }
+func (s *Server) observe(o ingest.Observation) { s.opts.Sink.Observe(o) }
 
 // guardListener enforces allow_from and max_connections before go-smtp
 // sees a connection, and counts sessions.

@@ -13,7 +13,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
 
-	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/verdict"
 )
 
@@ -587,7 +587,7 @@ func (s *session) count(res *relayResult, scan *verdict.Scanner) {
 			s.srv.metrics.verdicts.WithLabelValues("ham").Inc()
 		}
 	}
-	s.srv.observe(detector.Observation{
+	s.srv.observe(ingest.Observation{
 		Time:      time.Now().UTC(),
 		Rcpt:      delivered,
 		Rejected:  rejected,

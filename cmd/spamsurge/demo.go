@@ -27,6 +27,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/replay"
 	"github.com/spamsurge/spamsurge/sim"
 )
@@ -208,7 +209,7 @@ func (d *demo) bootstrap(ctx context.Context, cfg config.Config, n int, seed uin
 	sc := bufio.NewScanner(bytes.NewReader(buf.Bytes()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		o, err := replay.Parse(sc.Bytes())
+		o, err := ingest.Parse(sc.Bytes())
 		if err != nil {
 			continue
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/spamsurge/spamsurge/api"
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/smtpd"
 	"github.com/spamsurge/spamsurge/verdict"
 )
@@ -67,13 +68,16 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Every source (the proxy, the HTTP push) feeds the detector through
+	// one bounded queue.
+	queue := ingest.NewQueue(cfg.Detector.QueueSize, reg)
 	opts.Logger = log
 	opts.Registerer = reg
+	opts.Sink = queue
 	proxy, err := smtpd.New(opts)
 	if err != nil {
 		return err
 	}
-	queue := proxy.NewQueue(cfg.Detector.QueueSize)
 
 	// The detector fails open: without it (a corrupt store, an unreadable
 	// key) mail still flows, the reason is logged and /readyz says it.
@@ -110,7 +114,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		logEvents(dlog, evs)
 	}
-	consume := func(o detector.Observation) {
+	consume := func(o ingest.Observation) {
 		if ce := dlog.Check(zap.DebugLevel, "observation"); ce != nil {
 			ce.Write(zap.Int("rcpt", len(o.Rcpt)), zap.Int("rejected", len(o.Rejected)), zap.Bool("spam", o.Spam))
 		}
@@ -141,7 +145,7 @@ func serve(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		},
 	}
 	if det != nil {
-		apiOpts.Submit = func(obs []detector.Observation) error {
+		apiOpts.Submit = func(obs []ingest.Observation) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if queue.Submit(ctx, obs) != nil {

@@ -1,34 +1,42 @@
-package smtpd
+package ingest
 
 import (
 	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/spamsurge/spamsurge/detector"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Queue decouples the mail path from the detector: Observe never blocks;
 // when the queue is full the observation is dropped and counted in
 // spamsurge_observations_dropped_total. Mail always wins.
 type Queue struct {
-	ch      chan detector.Observation
+	ch      chan Observation
 	dropped prometheus.Counter
 	queued  prometheus.Gauge
 }
 
-// NewQueue makes a queue of the given size, counted in s's metrics
-// (spamsurge_observations_dropped_total, spamsurge_observations_queued),
-// and makes it s's sink. Call it before Serve.
-func (s *Server) NewQueue(size int) *Queue {
-	q := &Queue{ch: make(chan detector.Observation, size), dropped: s.metrics.observationsDrop, queued: s.metrics.observationsQueue}
-	s.opts.Sink = q
-	return q
+// NewQueue makes a queue of the given size with its metrics
+// (spamsurge_observations_dropped_total, spamsurge_observations_queued)
+// registered on reg. Hand it to the sources as their Sink.
+func NewQueue(size int, reg prometheus.Registerer) *Queue {
+	f := promauto.With(reg)
+	return &Queue{
+		ch: make(chan Observation, size),
+		dropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "spamsurge_observations_dropped_total",
+			Help: "Observations the detector queue had no room for. Mail is never held back for the detector; this counts what it did not see.",
+		}),
+		queued: f.NewGauge(prometheus.GaugeOpts{
+			Name: "spamsurge_observations_queued",
+			Help: "Observations waiting for the detector.",
+		}),
+	}
 }
 
 // Observe enqueues o or drops it.
-func (q *Queue) Observe(o detector.Observation) {
+func (q *Queue) Observe(o Observation) {
 	select {
 	case q.ch <- o:
 		q.queued.Inc()
@@ -40,7 +48,7 @@ func (q *Queue) Observe(o detector.Observation) {
 // Run hands queued observations to consume, one at a time, and calls tick
 // every interval (when both are set), all from one goroutine, until ctx is
 // done; then it drains what is left and returns.
-func (q *Queue) Run(ctx context.Context, consume func(detector.Observation), tick func(time.Time), interval time.Duration) {
+func (q *Queue) Run(ctx context.Context, consume func(Observation), tick func(time.Time), interval time.Duration) {
 	var tc <-chan time.Time
 	if tick != nil && interval > 0 {
 		t := time.NewTicker(interval)
@@ -70,7 +78,7 @@ func (q *Queue) Run(ctx context.Context, consume func(detector.Observation), tic
 
 // Submit enqueues observations for callers that can wait (the HTTP API),
 // giving up when ctx ends; unlike Observe it never drops silently.
-func (q *Queue) Submit(ctx context.Context, obs []detector.Observation) error {
+func (q *Queue) Submit(ctx context.Context, obs []Observation) error {
 	for _, o := range obs {
 		select {
 		case q.ch <- o:

@@ -1,10 +1,8 @@
-package replay
+package ingest
 
 import (
 	"time"
 	"unicode/utf8"
-
-	"github.com/spamsurge/spamsurge/detector"
 )
 
 // parseFast decodes the common shape of an observation line without
@@ -13,7 +11,7 @@ import (
 // unknown keys, nulls, numbers, duplicate keys, odd whitespace — returns
 // ok=false and the line goes through encoding/json (Parse), which is the
 // reference: FuzzFastMatchesParse checks that both agree.
-func parseFast(b []byte) (o detector.Observation, ok bool) {
+func parseFast(b []byte) (o Observation, ok bool) {
 	p := fastParser{b: b}
 	if !p.lit('{') {
 		return o, false
