@@ -48,6 +48,17 @@ var ErrInvalid = errors.New("invalid address")
 // ID is the keyed hash of a normalised address.
 type ID [16]byte
 
+// Key64 is the id's first 64 bits, little-endian, never zero: the key of
+// the recipient table and of the source lists' masks. A pointer receiver:
+// it is on the hot path and an ID is 16 bytes.
+func (id *ID) Key64() uint64 {
+	k := binary.LittleEndian.Uint64(id[:8])
+	if k == 0 {
+		k = 1
+	}
+	return k
+}
+
 // String is the lowercase hex form used in logs, incidents and the API.
 func (id ID) String() string { return hex.EncodeToString(id[:]) }
 

@@ -3,7 +3,6 @@ package attribution
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -48,13 +47,7 @@ type Lists struct {
 
 // Key64 is the 64-bit key of an id used by Lists.Mask (and the detector's
 // recipient table): its first eight bytes, little-endian, never zero.
-func Key64(id addr.ID) uint64 {
-	k := binary.LittleEndian.Uint64(id[:8])
-	if k == 0 {
-		k = 1
-	}
-	return k
-}
+func Key64(id addr.ID) uint64 { return id.Key64() }
 
 // Tags returns the tag names in configuration order (bit i of a mask is
 // Tags()[i]).

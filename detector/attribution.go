@@ -79,13 +79,9 @@ type Attribution struct {
 
 // attrState is the detector's attribution bookkeeping.
 type attrState struct {
+	// lists are the lists in use (Population.Lists), kept to tell when
+	// an incident's attribution was computed with older ones.
 	lists *attribution.Lists
-	// risk is the at-risk population per tag, and at [len(tags)] the
-	// at-risk addresses in any tag (the untagged are the rest).
-	risk []int
-	// mature mirrors Detector.mature for tagged addresses: hour → per-tag
-	// counts (same layout as risk).
-	mature map[int64][]int32
 	// details holds the sub-address detail label of recent first spams
 	// (two generations of at most detailGen, so memory is bounded).
 	details, detailsOld map[addr.ID]detailLabel
@@ -133,100 +129,26 @@ func (d *Detector) attrStart() error {
 }
 
 // attrSync adopts new lists: canaries leave the at-risk accounting and the
-// tag populations are recounted (one pass over the table, on reload only).
+// tag populations are recounted (Population.SetLists).
 func (d *Detector) attrSync(l *attribution.Lists) {
-	a := &d.attr
-	a.lists = l
-	warmMin := uint32(d.o.Warmup / time.Minute)
-	l.Canaries(func(id addr.ID, _ string) {
-		sl := d.tab.find(&id)
-		if sl == nil {
-			return
-		}
-		st := d.tab.get(sl)
-		if st.firstSpam != 0 {
-			return
-		}
-		if d.established(st.firstMail) {
-			d.atRisk--
-		} else if h := int64(st.firstMail+warmMin+59) / 60; h > d.matHr {
-			d.mature[h]--
-		}
-		// In memory only (never written): the slot is no longer at
-		// risk, and Observe never reaches it while it is a canary.
-		st.firstSpam = 1
-		d.tab.put(sl, st)
-	})
-	n := len(l.Tags())
-	a.risk = make([]int, n+1)
-	a.mature = map[int64][]int32{}
-	if n == 0 {
+	d.attr.lists = l
+	d.pop.SetLists(l)
+}
+
+// syncLists adopts the lists of a reload (SIGHUP) before an observation.
+func (d *Detector) syncLists() {
+	if d.o.Attribution == nil {
 		return
 	}
-	d.tab.neverSpammed(func(k uint64, firstMail uint32) {
-		m := l.Mask(k)
-		if m == 0 {
-			return
-		}
-		if d.established(firstMail) {
-			addBits(a.risk, m, 1)
-		} else {
-			d.attrBucket(int64(firstMail+warmMin+59)/60, m, 1)
-		}
-	})
-}
-
-func addBits(v []int, m uint64, delta int) {
-	for b := m; b != 0; b &= b - 1 {
-		v[bits.TrailingZeros64(b)] += delta
-	}
-	v[len(v)-1] += delta
-}
-
-func (d *Detector) attrBucket(h int64, m uint64, delta int32) {
-	b := d.attr.mature[h]
-	if b == nil {
-		b = make([]int32, len(d.attr.risk))
-		d.attr.mature[h] = b
-	}
-	for x := m; x != 0; x &= x - 1 {
-		b[bits.TrailingZeros64(x)] += delta
-	}
-	b[len(b)-1] += delta
-}
-
-// attrMature follows Detector.mature for one address first mailed at
-// firstMail (delta +1: new; -1: spammed before it matured).
-func (d *Detector) attrMature(id *addr.ID, firstMail uint32, delta int32) {
-	if len(d.attr.risk) <= 1 {
-		return
-	}
-	if m := d.attr.lists.Mask(key64(id)); m != 0 {
-		d.attrBucket(int64(firstMail+uint32(d.o.Warmup/time.Minute)+59)/60, m, delta)
+	if l := d.o.Attribution.Current(); l != d.attr.lists {
+		d.attrSync(l)
 	}
 }
 
-// attrMatured follows the maturation of hour buckets up to h.
-func (d *Detector) attrMatured(h int64) {
-	for k, b := range d.attr.mature {
-		if k <= h {
-			for i, n := range b {
-				d.attr.risk[i] += int(n)
-			}
-			delete(d.attr.mature, k)
-		}
-	}
-}
-
-// attrFirstSpam follows the first spam of an at-risk address (it leaves
-// the at-risk population) and remembers its sub-address detail.
-func (d *Detector) attrFirstSpam(id addr.ID, detail string) {
+// rememberDetail remembers the sub-address detail of a first spam, for the
+// incidents' attribution.
+func (d *Detector) rememberDetail(id addr.ID, detail string) {
 	a := &d.attr
-	if len(a.risk) > 1 {
-		if m := a.lists.Mask(key64(&id)); m != 0 {
-			addBits(a.risk, m, -1)
-		}
-	}
 	if detail == "" || a.lists == nil {
 		return
 	}
@@ -237,19 +159,9 @@ func (d *Detector) attrFirstSpam(id addr.ID, detail string) {
 	a.details[id] = detailLabel{lbl, known}
 }
 
-// attrCanary handles a recipient that is a canary and reports whether it
-// was one (it then gets no recipient state).
-func (d *Detector) attrCanary(t time.Time, id addr.ID, o *ingest.Observation) bool {
-	if d.o.Attribution == nil {
-		return false
-	}
-	if l := d.o.Attribution.Current(); l != d.attr.lists {
-		d.attrSync(l)
-	}
-	src, ok := d.attr.lists.Canary(id)
-	if !ok {
-		return false
-	}
+// canaryHit handles mail to a canary of source src: it opens the source's
+// canary incident, or adds to it.
+func (d *Detector) canaryHit(t time.Time, id addr.ID, src string, o *ingest.Observation) {
 	a := &d.attr
 	a.hits.Inc()
 	d.dirtyMeta = true
@@ -268,7 +180,7 @@ func (d *Detector) attrCanary(t time.Time, id addr.ID, o *ingest.Observation) bo
 			a.canaryUpd[src] = t
 			d.out = append(d.out, in.snapshot("updated", t))
 		}
-		return true
+		return
 	}
 	d.st.Seq++
 	in := &Incident{
@@ -291,7 +203,6 @@ func (d *Detector) attrCanary(t time.Time, id addr.ID, o *ingest.Observation) bo
 	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", KindCanary), zap.String("canary_source", src),
 		zap.Bool("spam", o.Spam))
 	d.out = append(d.out, in.snapshot("opened", t))
-	return true
 }
 
 // attrMinute resolves canary incidents quiet for CanaryQuiet.
@@ -358,7 +269,7 @@ func (d *Detector) attrPersist() {
 		open = []*Incident{}
 	}
 	b, _ := json.Marshal(open)
-	d.batch.PutMeta(metaCanaries, b)
+	d.pop.Batch().PutMeta(metaCanaries, b)
 }
 
 // attrAnnotate brings the attribution of the surge incidents, and of the
@@ -392,7 +303,7 @@ func (d *Detector) annotate(in *Incident) {
 	details := map[string]int{}
 	known := map[string]bool{}
 	for _, id := range in.RecipientIDs {
-		m := a.lists.Mask(key64(&id))
+		m := a.lists.Mask(id.Key64())
 		if m == 0 {
 			counts[len(tags)]++
 		}
@@ -411,14 +322,14 @@ func (d *Detector) annotate(in *Incident) {
 			known[dl.label] = dl.known
 		}
 	}
-	if len(tags) > 0 && len(a.risk) == len(tags)+1 {
+	if risk := d.pop.TagRisk(); len(tags) > 0 && len(risk) == len(tags)+1 {
 		n := in.Recipients
-		pop := d.atRisk + n // the population before these first spams
+		pop := d.pop.AtRisk() + n // the population before these first spams
 		var cs []attribution.Count
 		for i, t := range tags {
-			cs = append(cs, attribution.Count{Tag: t, InIncident: counts[i], Population: a.risk[i] + counts[i]})
+			cs = append(cs, attribution.Count{Tag: t, InIncident: counts[i], Population: risk[i] + counts[i]})
 		}
-		untagged := d.atRisk - a.risk[len(tags)]
+		untagged := d.pop.AtRisk() - risk[len(tags)]
 		cs = append(cs, attribution.Count{Tag: attribution.Untagged, InIncident: counts[len(tags)], Population: untagged + counts[len(tags)]})
 		at.Tags, at.TopTag = attribution.Rank(n, pop, cs, attribution.DefaultGuards)
 		at.TopSource = attribution.Sentence(at.Tags, at.TopTag, n)
@@ -475,9 +386,13 @@ func (d *Detector) attrRejected(t time.Time, o *ingest.Observation) {
 	if d.o.Attribution == nil || d.attr.lists.NumCanaries() == 0 {
 		return
 	}
+	d.syncLists()
 	for _, raw := range o.Rejected {
 		if norm, _, err := d.o.Normalizer.Normalize(raw); err == nil {
-			d.attrCanary(t, d.o.Key.Hash(norm), o)
+			id := d.o.Key.Hash(norm)
+			if src, ok := d.pop.Canary(id); ok {
+				d.canaryHit(t, id, src, o)
+			}
 		}
 	}
 }

@@ -70,24 +70,14 @@ func span(from, to int) []int {
 	return v
 }
 
-// checkRecount asserts the incremental tag populations equal a recount.
+// checkRecount asserts the incremental tag populations equal a recount
+// (recipients has the bucket-level check).
 func checkRecount(t *testing.T, d *Detector) {
 	t.Helper()
-	risk := slices.Clone(d.attr.risk)
-	mature := map[int64][]int32{}
-	for h, b := range d.attr.mature {
-		if slices.ContainsFunc(b, func(n int32) bool { return n != 0 }) {
-			mature[h] = slices.Clone(b)
-		}
-	}
+	risk, atRisk := slices.Clone(d.pop.TagRisk()), d.pop.AtRisk()
 	d.attrSync(d.attr.lists)
-	if !slices.Equal(risk, d.attr.risk) {
-		t.Fatalf("incremental tag populations %v, recount %v", risk, d.attr.risk)
-	}
-	for h, b := range d.attr.mature {
-		if !slices.Equal(mature[h], b) {
-			t.Fatalf("maturation bucket %d: incremental %v, recount %v", h, mature[h], b)
-		}
+	if !slices.Equal(risk, d.pop.TagRisk()) || atRisk != d.pop.AtRisk() {
+		t.Fatalf("incremental tag populations %v (at risk %d), recount %v (%d)", risk, atRisk, d.pop.TagRisk(), d.pop.AtRisk())
 	}
 }
 
@@ -119,8 +109,8 @@ func TestLeakedSourceRankedFirst(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	at := population(h, rng, 5000, 10, 0.002)
 	checkRecount(t, h.d)
-	if h.d.attr.risk[len(h.d.attr.risk)-1] > h.d.AtRisk() {
-		t.Fatalf("tagged at-risk %v over the population %d", h.d.attr.risk, h.d.AtRisk())
+	if h.d.pop.TagRisk()[len(h.d.pop.TagRisk())-1] > h.d.AtRisk() {
+		t.Fatalf("tagged at-risk %v over the population %d", h.d.pop.TagRisk(), h.d.AtRisk())
 	}
 
 	// The address book leaks (only its own part: 4000..4399), half
@@ -262,18 +252,18 @@ func TestReloadRecountsAndRemovesNewCanaries(t *testing.T) {
 		h.obs(t0.Add(time.Duration(i)*time.Second), false, user(i))
 	}
 	h.tick(t0.Add(25 * time.Hour))
-	if h.d.AtRisk() != 300 || h.d.attr.risk[0] != 100 {
-		t.Fatalf("at risk %d, book %v", h.d.AtRisk(), h.d.attr.risk)
+	if h.d.AtRisk() != 300 || h.d.pop.TagRisk()[0] != 100 {
+		t.Fatalf("at risk %d, book %v", h.d.AtRisk(), h.d.pop.TagRisk())
 	}
 	h.obs(t0.Add(25*time.Hour+time.Minute), true, user(5)) // first spam in the book
-	if h.d.attr.risk[0] != 99 {
-		t.Fatalf("book after a first spam %v", h.d.attr.risk)
+	if h.d.pop.TagRisk()[0] != 99 {
+		t.Fatalf("book after a first spam %v", h.d.pop.TagRisk())
 	}
 	// SIGHUP: the book grows, user(7) becomes a canary.
 	src.l = loadLists(t, key, map[string][]int{"book": span(0, 200)}, map[string][]string{"web": {user(7)}})
 	evs := h.d.Observe(ingest.Observation{Time: t0.Add(25*time.Hour + 2*time.Minute), Rcpt: []string{user(250)}})
-	if len(evs) != 0 || h.d.AtRisk() != 298 || h.d.attr.risk[0] != 198 {
-		t.Fatalf("after reload: at risk %d, book %v, events %v", h.d.AtRisk(), h.d.attr.risk, evs)
+	if len(evs) != 0 || h.d.AtRisk() != 298 || h.d.pop.TagRisk()[0] != 198 {
+		t.Fatalf("after reload: at risk %d, book %v, events %v", h.d.AtRisk(), h.d.pop.TagRisk(), evs)
 	}
 	checkRecount(t, h.d)
 	evs = h.d.Observe(ingest.Observation{Time: t0.Add(25*time.Hour + 3*time.Minute), Rcpt: []string{user(7)}, Spam: true})
@@ -324,36 +314,4 @@ func BenchmarkObserveWithLists(b *testing.B) {
 	}
 	h := newHarness(b, store.NewMemory(), key, func(o *Options) { o.Attribution = &lists{l} })
 	observeLoop(b, h, pop)
-}
-
-// BenchmarkReloadRecount is the pause a SIGHUP reload costs the detector:
-// recounting the tag populations over 1 M tracked addresses, half tagged.
-//
-//	go test -run '^$' -bench BenchmarkReloadRecount ./detector
-func BenchmarkReloadRecount(b *testing.B) {
-	const n = 1_000_000
-	key := testKey(b, 1)
-	h := newHarness(b, store.NewMemory(), key, nil)
-	var list strings.Builder
-	for i := 0; i < n; i++ {
-		a := "user" + strconv.Itoa(i) + "@example.net"
-		id := key.Hash(a)
-		h.d.tab.insert(&id, recOf(store.Record{FirstMail: 60, LastMail: 60}))
-		if i%2 == 0 {
-			list.WriteString(a + "\n")
-		}
-	}
-	p := filepath.Join(b.TempDir(), "list")
-	os.WriteFile(p, []byte(list.String()), 0o600)
-	l, _, err := attribution.Load(attribution.Config{Key: key, Tags: []attribution.Source{{Name: "t", File: p}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	h.d.matHr = 1 << 30 // all established
-	for b.Loop() {
-		h.d.attrSync(l)
-	}
-	if h.d.attr.risk[0] != n/2 {
-		b.Fatalf("recount %v", h.d.attr.risk)
-	}
 }

@@ -1,14 +1,10 @@
 package detector
 
 import (
-	"encoding/binary"
-	"fmt"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
@@ -52,32 +48,4 @@ func observeLoop(b *testing.B, h *harness, pop int) {
 		h.d.Observe(o)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rcpt/s")
-}
-
-// BenchmarkMemoryPerAddress reports the heap held per tracked address.
-func BenchmarkMemoryPerAddress(b *testing.B) {
-	for _, n := range []int{1_000_000, 10_000_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			for b.Loop() {
-				runtime.GC()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				d := &Detector{tab: newTable(0)}
-				for i := 0; i < n; i++ {
-					var id addr.ID
-					binary.LittleEndian.PutUint64(id[:], uint64(i+1)*0x9E3779B97F4A7C15)
-					// Realistic times (2026), so the state packs as in use.
-					fm := uint32(29_500_000 + i%500_000)
-					d.tab.insert(&id, recOf(store.Record{FirstMail: fm, LastMail: fm + uint32(i%100_000)}))
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "B/address")
-				if len(d.tab.big) != 0 {
-					b.Fatalf("%d states did not pack", len(d.tab.big))
-				}
-				runtime.KeepAlive(d)
-			}
-		})
-	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/ingest"
+	"github.com/spamsurge/spamsurge/recipients"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -25,9 +26,6 @@ const (
 
 const (
 	longMargin = 1.5
-	// lastMailSlack is how far (days) last mail may move before it is
-	// written again.
-	lastMailSlack = 7
 	// resolveThreshold is the evidence (log-likelihood, over dispersion)
 	// that the rate is back to its baseline rather than Rho times it,
 	// needed to resolve a surge: hysteresis against flapping on a drip.
@@ -48,15 +46,14 @@ type Detector struct {
 	log   *zap.Logger
 	space [8]byte
 
-	tab    *table
-	atRisk int
-	mature map[int64]int32 // hour index → never-spammed addresses maturing then
-	matHr  int64           // hours up to this one are processed
+	// pop is the per-recipient state: who got mail and spam when, the
+	// at-risk population.
+	pop  *recipients.Population
+	outs []recipients.Outcome // Observe's outcomes (reused)
 
 	started   bool
 	clock     time.Time
 	st        persisted
-	batch     store.Batch
 	lastFl    time.Time
 	dirtyMeta bool
 
@@ -90,7 +87,7 @@ type Detector struct {
 	groups, prevGroups map[string]*group // by campaign (dictKey)
 	senders, prevSend  map[string]*group // by sender domain alone
 	recentNew          []newRcpt
-	rc                 []rcptID // Observe's recipients (reused)
+	rc                 []recipients.Rcpt // Observe's recipients (reused)
 	lastCampaign       campaignMemo
 
 	open     map[string]*Incident
@@ -190,12 +187,6 @@ const (
 	perCampaign = 3
 )
 
-// rcptID is a recipient of the observation in hand, normalised and hashed.
-type rcptID struct {
-	id     addr.ID
-	detail string
-}
-
 type newRcpt struct {
 	t  time.Time
 	id addr.ID
@@ -213,15 +204,13 @@ func New(o Options) (*Detector, error) {
 		m:          newMetrics(o.Registerer),
 		log:        o.Logger.Named("detector"),
 		space:      o.Key.Fingerprint(),
-		tab:        newTable(0),
-		mature:     map[int64]int32{},
 		open:       map[string]*Incident{},
 		lastUpd:    map[string]time.Time{},
 		dictGroups: map[string]float64{},
 		groups:     map[string]*group{}, prevGroups: map[string]*group{},
 		senders: map[string]*group{}, prevSend: map[string]*group{},
 	}
-	d.batch.Space = d.space
+	d.pop = recipients.New(recipients.Options{Warmup: o.Warmup, Dormant: o.Dormant}, d.space)
 	fp, err := o.Store.Meta(metaKeyFP)
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
@@ -250,36 +239,9 @@ func New(o Options) (*Detector, error) {
 			}
 		}
 	}
-	if d.st.Tracked > 0 {
-		d.tab = newTable(d.st.Tracked)
-	}
-	warmupMin := uint32(o.Warmup / time.Minute)
-	clockMin := minutes(d.st.Clock)
-	if clockMin != 0 {
-		d.tab.setBase(clockMin, uint16(clockMin/1440))
-	}
-	err = o.Store.Recipients(d.space, func(id [16]byte, r store.Record) error {
-		if r.FirstMail == 0 {
-			return fmt.Errorf("recipient without first mail: %w", store.ErrCorrupt)
-		}
-		// Stored ids are unique: no lookup before the insert.
-		aid := addr.ID(id)
-		d.tab.insert(&aid, recOf(r))
-		if r.FirstSpam == 0 {
-			// Same rule as established(): matured once its hour bucket
-			// is processed.
-			if h := int64(r.FirstMail+warmupMin+59) / 60; h <= int64(clockMin)/60 {
-				d.atRisk++
-			} else {
-				d.mature[h]++
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := d.pop.Load(o.Store, d.st.Clock, d.st.Tracked); err != nil {
 		return nil, fmt.Errorf("detector: loading recipients: %w", err)
 	}
-	d.matHr = int64(clockMin) / 60
 	if err := d.attrStart(); err != nil {
 		return nil, err
 	}
@@ -288,7 +250,7 @@ func New(o Options) (*Detector, error) {
 		d.log.Warn("address key changed: stored recipients belong to another key; warming up",
 			zap.String("stored_fingerprint", hex.EncodeToString(fp)), zap.String("key_fingerprint", hex.EncodeToString(d.space[:])))
 		d.st.Warm, d.st.WarmUntil = true, time.Time{}
-	case d.tab.n == 0:
+	case d.pop.Tracked() == 0:
 		if !d.st.Warm {
 			d.log.Info("empty store: warming up")
 		}
@@ -301,17 +263,17 @@ func New(o Options) (*Detector, error) {
 	d.phiC, d.phiSlowC = d.phi(), d.phiSlow()
 	d.st.seedScatter(d.phiC)
 	if fp == nil || keyChanged {
-		d.batch.PutMeta(metaKeyFP, d.space[:])
+		d.pop.Batch().PutMeta(metaKeyFP, d.space[:])
 		d.dirtyMeta = true
 	}
-	d.m.tracked.Set(float64(d.tab.n))
-	d.m.atRisk.Set(float64(d.atRisk))
+	d.m.tracked.Set(float64(d.pop.Tracked()))
+	d.m.atRisk.Set(float64(d.pop.AtRisk()))
 	d.m.warmup.Set(b2f(d.st.Warm))
 	for k := range d.open {
 		d.m.active.WithLabelValues(k).Set(1)
 	}
 	d.publish()
-	d.log.Info("recipient state loaded", zap.Int("recipients", d.tab.n), zap.Int("at_risk", d.atRisk), zap.Bool("warmup", d.st.Warm))
+	d.log.Info("recipient state loaded", zap.Int("recipients", d.pop.Tracked()), zap.Int("at_risk", d.pop.AtRisk()), zap.Bool("warmup", d.st.Warm))
 	return d, nil
 }
 
@@ -322,18 +284,11 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-func minutes(t time.Time) uint32 {
-	if t.IsZero() || t.Unix() < 60 {
-		return 0
-	}
-	return uint32(t.Unix() / 60)
-}
-
 // AtRisk is the current number of at-risk addresses.
-func (d *Detector) AtRisk() int { return d.atRisk }
+func (d *Detector) AtRisk() int { return d.pop.AtRisk() }
 
 // Tracked is the number of addresses with state.
-func (d *Detector) Tracked() int { return d.tab.n }
+func (d *Detector) Tracked() int { return d.pop.Tracked() }
 
 // WarmingUp reports whether incidents are suppressed.
 func (d *Detector) WarmingUp() bool { return d.st.Warm }
@@ -399,12 +354,11 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 			continue
 		}
 		id := d.o.Key.Hash(norm)
-		d.tab.touch(key64(&id))
-		rc = append(rc, rcptID{id, detail})
+		d.pop.Touch(&id)
+		rc = append(rc, recipients.Rcpt{ID: id, Detail: detail})
 	}
 	d.rc = rc
 	d.advance(t)
-	now := minutes(t)
 	var mi *msgInfo
 	info := func() *msgInfo {
 		if mi == nil {
@@ -434,79 +388,38 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 			d.senders[sk] = gs
 		}
 	}
-	for i := range rc {
-		id, detail := rc[i].id, rc[i].detail
-		if d.attrCanary(t, id, &o) {
+	d.syncLists()
+	d.outs = d.pop.Apply(t, rc, o.Spam, d.outs[:0])
+	for i := range d.outs {
+		oc := &d.outs[i]
+		switch oc.Kind {
+		case recipients.Canary:
+			d.canaryHit(t, oc.ID, oc.Source, &o)
 			continue
-		}
-		k := key64(&id)
-		sl, found := d.tab.lookup(k)
-		if !found {
-			r := store.Record{FirstMail: now, LastMail: now}
-			if o.Spam {
-				r.FirstSpam = now
-				dict++
-				d.recentNew = append(d.recentNew, newRcpt{t, id})
-				if len(d.recentNew) > 20000 {
-					d.recentNew = append(d.recentNew[:0], d.recentNew[10000:]...)
-				}
-			} else {
-				d.mature[int64(now+uint32(d.o.Warmup/time.Minute)+59)/60]++
-				d.attrMature(&id, now, 1)
+		case recipients.NewSpam:
+			dict++
+			d.recentNew = append(d.recentNew, newRcpt{t, oc.ID})
+			if len(d.recentNew) > 20000 {
+				d.recentNew = append(d.recentNew[:0], d.recentNew[10000:]...)
 			}
-			d.tab.insertAt(sl, k, recOf(r))
-			d.dirty(id, r)
+			continue
+		case recipients.NewMail, recipients.Mail:
 			continue
 		}
-		st := d.tab.get(sl)
-		changed, touched := false, false
-		if o.Spam {
-			groups()
-			g.n++
+		// Spam to a known address: the campaign's size this hour.
+		groups()
+		g.n++
+		if gs != nil {
+			gs.n++
+		}
+		if oc.Kind == recipients.FirstSpam {
+			g.fs++
 			if gs != nil {
-				gs.n++
+				gs.fs++
 			}
-		}
-		if o.Spam && st.firstSpam == 0 {
-			st.firstSpam = now
-			changed = true
-			if d.established(st.firstMail) {
-				// The last mail is kept to the day: count from the
-				// day's end, so dormant means surely dormant.
-				dormant := t.Sub(time.Unix(int64(st.lastDay+1)*86400, 0)) >= d.o.Dormant
-				g.fs++
-				if gs != nil {
-					gs.fs++
-				}
-				d.attrFirstSpam(id, detail)
-				d.firstSpam(t, id, info(), g, gs, dormant)
-			} else {
-				// Spammed before it matured: it never becomes at risk.
-				h := int64(st.firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
-				if h > d.matHr {
-					d.mature[h]--
-					d.attrMature(&id, st.firstMail, -1)
-				}
-			}
-		}
-		if day := uint16(now / 1440); day != st.lastDay {
-			st.lastDay = day
-			touched = true
-			// Last mail only matters for dormancy (a month): the
-			// store gets it when it moved a week, so a restart can
-			// make an address look at most a week less dormant.
-			if day-st.savedDay >= lastMailSlack {
-				changed = true
-			}
-		}
-		if changed {
-			r := st.record()
-			r.LastMail = now
-			d.dirty(id, r)
-			st.savedDay = st.lastDay
-		}
-		if changed || touched {
-			d.tab.put(sl, st)
+			d.pop.Spent(oc)
+			d.rememberDetail(oc.ID, oc.Detail)
+			d.firstSpam(t, oc.ID, info(), g, gs, oc.Dormant)
 		}
 	}
 	d.attrRejected(t, &o)
@@ -545,14 +458,6 @@ type campaignMemo struct {
 	ok       bool
 	from, ip string
 	tmpl     msgInfo // as newMsgInfo returned it
-}
-
-// established reports whether the address had matured by the detector's
-// hour accounting (its maturation bucket is processed), which keeps the
-// at-risk count and the first-spam decision consistent.
-func (d *Detector) established(firstMail uint32) bool {
-	h := int64(firstMail+uint32(d.o.Warmup/time.Minute)+59) / 60
-	return h <= d.matHr
 }
 
 // Tick advances the clock without an observation: it resolves incidents,
@@ -606,24 +511,21 @@ func (d *Detector) start(t time.Time) {
 	d.lastFl = t
 }
 
-func (d *Detector) dirty(id addr.ID, r store.Record) {
-	d.batch.Recs = append(d.batch.Recs, store.Entry{ID: id, Rec: r})
-}
-
 func (d *Detector) maybeFlush(t time.Time, force bool) error {
-	if !force && len(d.batch.Recs) < d.o.FlushMax && t.Sub(d.lastFl) < d.o.FlushEvery {
+	if !force && d.pop.Pending() < d.o.FlushMax && t.Sub(d.lastFl) < d.o.FlushEvery {
 		return nil
 	}
 	d.lastFl = t
-	if len(d.batch.Recs) == 0 && !d.dirtyMeta {
+	if d.pop.Pending() == 0 && !d.dirtyMeta {
 		return nil
 	}
+	batch := d.pop.Batch()
 	if d.dirtyMeta {
 		d.attrPersist()
 		d.st.Clock = d.clock
-		d.st.Tracked = d.tab.n
+		d.st.Tracked = d.pop.Tracked()
 		b, _ := json.Marshal(&d.st)
-		d.batch.PutMeta(metaState, b)
+		batch.PutMeta(metaState, b)
 		all := append([]*Incident(nil), d.resolved...)
 		for _, k := range kinds {
 			if in := d.open[k]; in != nil {
@@ -632,16 +534,16 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 			}
 		}
 		b, _ = json.Marshal(all)
-		d.batch.PutMeta(metaIncidents, b)
+		batch.PutMeta(metaIncidents, b)
 	}
-	if err := d.o.Store.Commit(&d.batch, force || !d.o.NoSync); err != nil {
+	if err := d.o.Store.Commit(batch, force || !d.o.NoSync); err != nil {
 		// Keep the batch: the next flush retries it.
 		d.m.errors.Inc()
-		d.log.Error("store commit failed", zap.Error(err), zap.Int("pending", len(d.batch.Recs)))
+		d.log.Error("store commit failed", zap.Error(err), zap.Int("pending", d.pop.Pending()))
 		return err
 	}
 	d.m.flushes.Inc()
-	d.batch.Reset()
+	batch.Reset()
 	d.dirtyMeta = false
 	return nil
 }
@@ -892,7 +794,7 @@ func (d *Detector) advance(t time.Time) {
 		if d.o.RateOverride != nil {
 			r = d.o.RateOverride(d.clock)
 		}
-		n := float64(d.atRisk)
+		n := float64(d.pop.AtRisk())
 		e := r * n * dt
 		en := d.novelRate(s, r) * n * dt
 		d.hrNovExp += en
@@ -944,9 +846,9 @@ func (d *Detector) gauges() {
 		sc = max(sc, d.sN)
 	}
 	d.m.score.Set(sc / d.o.Threshold)
-	d.m.expected.Set(d.rate(d.clock) * float64(d.atRisk))
-	d.m.tracked.Set(float64(d.tab.n))
-	d.m.atRisk.Set(float64(d.atRisk))
+	d.m.expected.Set(d.rate(d.clock) * float64(d.pop.AtRisk()))
+	d.m.tracked.Set(float64(d.pop.Tracked()))
+	d.m.atRisk.Set(float64(d.pop.AtRisk()))
 }
 
 func (d *Detector) onMinute(t time.Time, m int64) {
@@ -981,7 +883,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		c := math.Min(d.hrCount, e+3*math.Sqrt(phi*e)+2)
 		if len(d.open) > 0 {
 			c = math.Min(d.hrCount, e)
-		} else if e > 0.5 && d.atRisk > 0 {
+		} else if e > 0.5 && d.pop.AtRisk() > 0 {
 			// Pearson dispersion of hourly counts (quasi-Poisson).
 			r := (d.hrCount - e) * (d.hrCount - e) / e
 			decP := math.Pow(0.5, 1/(7*24.0))
@@ -998,7 +900,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 				d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
 			}
 		}
-		if len(d.open) > 0 || e <= 0.5 || d.atRisk == 0 {
+		if len(d.open) > 0 || e <= 0.5 || d.pop.AtRisk() == 0 {
 			// A block is four consecutive ordinary hours.
 			d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
 		}
@@ -1043,7 +945,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	}
 	if ce := d.log.Check(zap.DebugLevel, "hour"); ce != nil {
 		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
-			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.atRisk), zap.Float64("cusum", d.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
+			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
 	d.resetHour()
 	d.hrIdx = h
@@ -1059,43 +961,27 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	clear(d.senders)
 	clear(d.groups)
 	// Maturation.
-	if h-d.matHr > int64(len(d.mature))+1 {
-		for k, n := range d.mature {
-			if k <= h {
-				d.atRisk += int(n)
-				delete(d.mature, k)
-			}
-		}
-	} else {
-		for k := d.matHr + 1; k <= h; k++ {
-			if n, ok := d.mature[k]; ok {
-				d.atRisk += int(n)
-				delete(d.mature, k)
-			}
-		}
-	}
-	d.matHr = h
-	d.attrMatured(h)
-	d.m.atRisk.Set(float64(d.atRisk))
+	d.pop.Mature(h)
+	d.m.atRisk.Set(float64(d.pop.AtRisk()))
 	if d.st.Warm && !d.st.WarmUntil.IsZero() && !t.Before(d.st.WarmUntil) {
 		d.st.Warm = false
 		d.m.warmup.Set(0)
 		// Windows filled under the early baseline are not evidence.
 		d.ring = [ringLen]bin{}
 		d.longC, d.longE = 0, 0
-		d.log.Info("warm-up over", zap.Int("at_risk", d.atRisk))
+		d.log.Info("warm-up over", zap.Int("at_risk", d.pop.AtRisk()))
 	}
 	d.dirtyMeta = true
 }
 
-// firstSpam handles the first spam of an at-risk address.
+// firstSpam handles the first spam of an at-risk address (it has left the
+// at-risk population: Population.Spent).
 func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group, dormant bool) {
-	d.atRisk--
 	d.m.firstSpam.Inc()
 	nv := novel(g, d.prevGroups[mi.dictKey]) || gs != nil && !d.o.NoNovel && novel(gs, d.prevSend[mi.keys[dimSender]])
 	counted := g.counted < perCampaign || nv
 	if d.o.Trace != nil {
-		d.o.Trace(t, id, d.atRisk, counted, nv)
+		d.o.Trace(t, id, d.pop.AtRisk(), counted, nv)
 	}
 	if !counted {
 		return

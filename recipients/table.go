@@ -1,7 +1,6 @@
-package detector
+package recipients
 
 import (
-	"encoding/binary"
 	"math/bits"
 
 	"github.com/spamsurge/spamsurge/addr"
@@ -103,13 +102,7 @@ func newSlots(n uint64) []slot {
 	return s
 }
 
-func key64(id *addr.ID) uint64 {
-	k := binary.LittleEndian.Uint64(id[:8])
-	if k == 0 {
-		k = 1
-	}
-	return k
-}
+func key64(id *addr.ID) uint64 { return id.Key64() }
 
 // home scales the key (uniform: it is a PRF output) to the capacity. The
 // key's bytes are taken big-endian, so that homes follow the order of the

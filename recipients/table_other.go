@@ -1,5 +1,5 @@
 //go:build !linux
 
-package detector
+package recipients
 
 func adviseHuge([]slot) {}

@@ -1,4 +1,4 @@
-package detector
+package recipients
 
 import (
 	"encoding/binary"

@@ -1,0 +1,433 @@
+// Package recipients is the per-recipient state of the detector: when each
+// address (by keyed hash) first got mail and first got spam, which
+// addresses are established and never spammed (the at-risk population),
+// how many of those are on each source list, and which are canaries.
+//
+// It answers one question per message, Apply: what happened to each
+// recipient (new, first spam, canary, ...). The statistics in package
+// detector consume those outcomes; they never touch the table. This is the
+// seam a shared store (Redis, for a fleet of mail hops) plugs into: it
+// keeps the same state elsewhere and returns the same outcomes.
+//
+// It never holds or returns a plaintext address: only addr.IDs.
+package recipients
+
+import (
+	"fmt"
+	"math/bits"
+	"time"
+
+	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/attribution"
+	"github.com/spamsurge/spamsurge/store"
+)
+
+// lastMailSlack is how far (days) an address's last mail may move before
+// it is written again.
+const lastMailSlack = 7
+
+// Rcpt is one recipient of a message, normalised and hashed.
+type Rcpt struct {
+	ID     addr.ID
+	Detail string // sub-address detail ("shop" of user+shop@), if any
+}
+
+// Kind is what a message did to one recipient's state.
+type Kind uint8
+
+const (
+	// NewMail: the first mail to an address, not spam. It is
+	// established (at risk) once it has had mail for Options.Warmup.
+	NewMail Kind = iota
+	// NewSpam: the first mail to an address is spam. It never becomes
+	// at risk (dictionary-attack evidence).
+	NewSpam
+	// Mail: more mail to a known address that is not spam.
+	Mail
+	// Spam: spam to a known address that already had spam.
+	Spam
+	// EarlySpam: the first spam of a known address that had not
+	// matured yet: it never becomes at risk.
+	EarlySpam
+	// FirstSpam: the first spam of an established, never-spammed
+	// address. It leaves the at-risk population when the caller says
+	// it has counted it (Spent).
+	FirstSpam
+	// Canary: an address on a canary list. It gets no state.
+	Canary
+)
+
+// Outcome is what a message did to one recipient.
+type Outcome struct {
+	Kind   Kind
+	ID     addr.ID
+	Detail string
+	// Dormant (FirstSpam): the address had no mail for Options.Dormant
+	// before this one.
+	Dormant bool
+	// Source (Canary): the source the canary was planted in.
+	Source string
+	mask   uint64 // FirstSpam: the address's tag mask
+}
+
+// Known reports whether the recipient had state before the message.
+func (o *Outcome) Known() bool { return o.Kind >= Mail && o.Kind <= FirstSpam }
+
+// Options of a Population.
+type Options struct {
+	// Warmup is how long an address must have had mail before it is
+	// established.
+	Warmup time.Duration
+	// Dormant is how long without mail makes an address dormant.
+	Dormant time.Duration
+}
+
+// Population is the recipient state kept in memory (packed table, 20.5 B
+// an address at 10 M) with its pending writes to the embedded store. Not
+// safe for concurrent use: one goroutine (the detector's) calls it.
+type Population struct {
+	o         Options
+	warmupMin uint32
+
+	tab    *table
+	atRisk int
+	mature map[int64]int32 // hour index → never-spammed addresses maturing then
+	matHr  int64           // hours up to this one are processed
+
+	tags tagRisk
+
+	batch store.Batch
+}
+
+// New returns an empty Population whose writes go to the store space
+// (the key fingerprint).
+func New(o Options, space [8]byte) *Population {
+	p := &Population{o: o, warmupMin: uint32(o.Warmup / time.Minute), tab: newTable(0), mature: map[int64]int32{}}
+	p.batch.Space = space
+	return p
+}
+
+// Source is where Load reads stored recipients from (store.Pebble,
+// store.Memory).
+type Source interface {
+	// Recipients calls fn for every recipient record in the key space.
+	Recipients(space [8]byte, fn func(id [16]byte, r store.Record) error) error
+}
+
+// Load reads the recipients stored for the population's space. clock is
+// the detector's stored clock (zero for none): the addresses matured by
+// then are at risk, the others mature as the clock's hours pass (Mature).
+// sizeHint (the count saved last time) sizes the table.
+func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
+	if sizeHint > 0 {
+		p.tab = newTable(sizeHint)
+	}
+	clockMin := Minutes(clock)
+	if clockMin != 0 {
+		p.tab.setBase(clockMin, uint16(clockMin/1440))
+	}
+	err := st.Recipients(p.batch.Space, func(id [16]byte, r store.Record) error {
+		if r.FirstMail == 0 {
+			return fmt.Errorf("recipient without first mail: %w", store.ErrCorrupt)
+		}
+		// Stored ids are unique: no lookup before the insert.
+		aid := addr.ID(id)
+		p.tab.insert(&aid, recOf(r))
+		if r.FirstSpam == 0 {
+			// Same rule as established(): matured once its hour bucket
+			// is processed.
+			if h := p.matureHour(r.FirstMail); h <= int64(clockMin)/60 {
+				p.atRisk++
+			} else {
+				p.mature[h]++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.matHr = int64(clockMin) / 60
+	return nil
+}
+
+// Minutes is t in whole minutes since the epoch, the unit of the state (0
+// for a zero or pre-1970 time).
+func Minutes(t time.Time) uint32 {
+	if t.IsZero() || t.Unix() < 60 {
+		return 0
+	}
+	return uint32(t.Unix() / 60)
+}
+
+// matureHour is the hour bucket in which an address first mailed at
+// firstMail (minutes) becomes established.
+func (p *Population) matureHour(firstMail uint32) int64 {
+	return int64(firstMail+p.warmupMin+59) / 60
+}
+
+// established reports whether the address had matured by the hour
+// accounting (its maturation bucket is processed), which keeps the at-risk
+// count and the first-spam decision consistent.
+func (p *Population) established(firstMail uint32) bool {
+	return p.matureHour(firstMail) <= p.matHr
+}
+
+// AtRisk is the number of established addresses that never got spam.
+func (p *Population) AtRisk() int { return p.atRisk }
+
+// Tracked is the number of addresses with state.
+func (p *Population) Tracked() int { return p.tab.n }
+
+// Touch starts loading id's home slot into the cache: the table is far
+// larger than the caches, and misses for a message's recipients then
+// overlap (with each other and with the caller's work) instead of stalling
+// Apply one by one.
+func (p *Population) Touch(id *addr.ID) { p.tab.touch(key64(id)) }
+
+// Apply records one message to rcpts at t and appends what it did to each
+// recipient, in order, to out. A FirstSpam stays in the at-risk counts
+// until Spent: statistics that read them between two first spams of one
+// message see the population as it was.
+func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) []Outcome {
+	now := Minutes(t)
+	for i := range rcpts {
+		id, detail := rcpts[i].ID, rcpts[i].Detail
+		if src, ok := p.tags.canary(id); ok {
+			out = append(out, Outcome{Kind: Canary, ID: id, Detail: detail, Source: src})
+			continue
+		}
+		k := key64(&id)
+		sl, found := p.tab.lookup(k)
+		if !found {
+			r := store.Record{FirstMail: now, LastMail: now}
+			kind := NewMail
+			if spam {
+				r.FirstSpam = now
+				kind = NewSpam
+			} else {
+				p.mature[p.matureHour(now)]++
+				p.tags.mature(p.matureHour(now), k, 1)
+			}
+			p.tab.insertAt(sl, k, recOf(r))
+			p.dirty(id, r)
+			out = append(out, Outcome{Kind: kind, ID: id, Detail: detail})
+			continue
+		}
+		st := p.tab.get(sl)
+		changed, touched := false, false
+		oc := Outcome{Kind: Mail, ID: id, Detail: detail}
+		if spam {
+			oc.Kind = Spam
+		}
+		if spam && st.firstSpam == 0 {
+			st.firstSpam = now
+			changed = true
+			if p.established(st.firstMail) {
+				oc.Kind = FirstSpam
+				// The last mail is kept to the day: count from the
+				// day's end, so dormant means surely dormant.
+				oc.Dormant = t.Sub(time.Unix(int64(st.lastDay+1)*86400, 0)) >= p.o.Dormant
+				oc.mask = p.tags.mask(k)
+			} else {
+				oc.Kind = EarlySpam
+				// Spammed before it matured: it never becomes at risk.
+				if h := p.matureHour(st.firstMail); h > p.matHr {
+					p.mature[h]--
+					p.tags.mature(h, k, -1)
+				}
+			}
+		}
+		if day := uint16(now / 1440); day != st.lastDay {
+			st.lastDay = day
+			touched = true
+			// Last mail only matters for dormancy (a month): the
+			// store gets it when it moved a week, so a restart can
+			// make an address look at most a week less dormant.
+			if day-st.savedDay >= lastMailSlack {
+				changed = true
+			}
+		}
+		if changed {
+			r := st.record()
+			r.LastMail = now
+			p.dirty(id, r)
+			st.savedDay = st.lastDay
+		}
+		if changed || touched {
+			p.tab.put(sl, st)
+		}
+		out = append(out, oc)
+	}
+	return out
+}
+
+// Spent takes a FirstSpam's address out of the at-risk counts (the total
+// and its source lists').
+func (p *Population) Spent(o *Outcome) {
+	if o.Kind != FirstSpam {
+		return
+	}
+	p.atRisk--
+	p.tags.spent(o.mask)
+}
+
+// Canary reports whether id is on a canary list, and its source.
+func (p *Population) Canary(id addr.ID) (string, bool) { return p.tags.canary(id) }
+
+// Mature processes the hour buckets up to hour h (hours since the epoch):
+// the addresses established by then join the at-risk population.
+func (p *Population) Mature(h int64) {
+	if h-p.matHr > int64(len(p.mature))+1 {
+		for k, n := range p.mature {
+			if k <= h {
+				p.atRisk += int(n)
+				delete(p.mature, k)
+			}
+		}
+	} else {
+		for k := p.matHr + 1; k <= h; k++ {
+			if n, ok := p.mature[k]; ok {
+				p.atRisk += int(n)
+				delete(p.mature, k)
+			}
+		}
+	}
+	p.matHr = h
+	p.tags.matured(h)
+}
+
+func (p *Population) dirty(id addr.ID, r store.Record) {
+	p.batch.Recs = append(p.batch.Recs, store.Entry{ID: id, Rec: r})
+}
+
+// Pending is the number of recipient writes not yet committed.
+func (p *Population) Pending() int { return len(p.batch.Recs) }
+
+// Batch is the pending writes. The caller adds its own meta blobs, so that
+// recipients and the statistics' state are committed together, and calls
+// Reset on the batch once the commit succeeded (after a failure the batch
+// is kept and the next commit retries it).
+func (p *Population) Batch() *store.Batch { return &p.batch }
+
+// SetLists adopts source lists (nil: none): canaries leave the at-risk
+// accounting, and the per-list at-risk counts are recounted (one pass over
+// the table, on load and reload only).
+func (p *Population) SetLists(l *attribution.Lists) {
+	p.tags.lists = l
+	l.Canaries(func(id addr.ID, _ string) {
+		sl := p.tab.find(&id)
+		if sl == nil {
+			return
+		}
+		st := p.tab.get(sl)
+		if st.firstSpam != 0 {
+			return
+		}
+		if p.established(st.firstMail) {
+			p.atRisk--
+		} else if h := p.matureHour(st.firstMail); h > p.matHr {
+			p.mature[h]--
+		}
+		// In memory only (never written): the slot is no longer at
+		// risk, and Apply never reaches it while it is a canary.
+		st.firstSpam = 1
+		p.tab.put(sl, st)
+	})
+	n := len(l.Tags())
+	p.tags.risk = make([]int, n+1)
+	p.tags.buckets = map[int64][]int32{}
+	if n == 0 {
+		return
+	}
+	p.tab.neverSpammed(func(k uint64, firstMail uint32) {
+		m := l.Mask(k)
+		if m == 0 {
+			return
+		}
+		if p.established(firstMail) {
+			addBits(p.tags.risk, m, 1)
+		} else {
+			p.tags.bucket(p.matureHour(firstMail), m, 1)
+		}
+	})
+}
+
+// Lists are the source lists in use (nil: none).
+func (p *Population) Lists() *attribution.Lists { return p.tags.lists }
+
+// TagRisk is the at-risk population per tag of Lists().Tags(), and at
+// [len(tags)] the at-risk addresses in any tag (the untagged are the rest
+// of AtRisk). Empty without tags. The caller must not change it.
+func (p *Population) TagRisk() []int { return p.tags.risk }
+
+// tagRisk is the at-risk accounting per source list.
+type tagRisk struct {
+	lists *attribution.Lists
+	// risk: see TagRisk.
+	risk []int
+	// buckets mirrors Population.mature for tagged addresses: hour →
+	// per-tag counts (same layout as risk).
+	buckets map[int64][]int32
+}
+
+func (a *tagRisk) canary(id addr.ID) (string, bool) {
+	if a.lists == nil {
+		return "", false
+	}
+	return a.lists.Canary(id)
+}
+
+// mask is the tag mask of key k, or 0 without tags.
+func (a *tagRisk) mask(k uint64) uint64 {
+	if len(a.risk) <= 1 {
+		return 0
+	}
+	return a.lists.Mask(k)
+}
+
+// mature follows Population.mature for one address with key k (delta +1:
+// new; -1: spammed before it matured).
+func (a *tagRisk) mature(h int64, k uint64, delta int32) {
+	if m := a.mask(k); m != 0 {
+		a.bucket(h, m, delta)
+	}
+}
+
+func (a *tagRisk) bucket(h int64, m uint64, delta int32) {
+	b := a.buckets[h]
+	if b == nil {
+		b = make([]int32, len(a.risk))
+		a.buckets[h] = b
+	}
+	for x := m; x != 0; x &= x - 1 {
+		b[bits.TrailingZeros64(x)] += delta
+	}
+	b[len(b)-1] += delta
+}
+
+// matured follows the maturation of hour buckets up to h.
+func (a *tagRisk) matured(h int64) {
+	for k, b := range a.buckets {
+		if k <= h {
+			for i, n := range b {
+				a.risk[i] += int(n)
+			}
+			delete(a.buckets, k)
+		}
+	}
+}
+
+// spent follows the first spam of an at-risk address with tag mask m.
+func (a *tagRisk) spent(m uint64) {
+	if m != 0 {
+		addBits(a.risk, m, -1)
+	}
+}
+
+func addBits(v []int, m uint64, delta int) {
+	for b := m; b != 0; b &= b - 1 {
+		v[bits.TrailingZeros64(b)] += delta
+	}
+	v[len(v)-1] += delta
+}
