@@ -165,7 +165,7 @@ func (p *Pusher) merge(state map[string]*tracked, ins []detector.Incident) {
 	for _, in := range ins {
 		t := state[in.ID]
 		switch {
-		case in.State == "open":
+		case in.State == detector.StateOpen:
 			state[in.ID] = &tracked{in: in}
 		case t != nil && !t.resolved:
 			// Known and now closed: its resolution must be delivered.
@@ -227,7 +227,7 @@ type amAlert struct {
 // Alert names and severities by incident kind.
 func nameAndSeverity(kind string) (string, string) {
 	switch kind {
-	case "canary":
+	case detector.KindCanary:
 		return "SpamSurgeCanaryHit", "critical"
 	case "surge":
 		return "SpamSurgeLeakSuspected", "critical"
@@ -290,13 +290,13 @@ func (p *Pusher) toAlert(t *tracked, now time.Time) amAlert {
 
 func summary(in detector.Incident) string {
 	switch in.Kind {
-	case "canary":
+	case detector.KindCanary:
 		if in.CanarySource != "" {
 			return fmt.Sprintf("Canary address planted in %s hit (%d canaries): that source has leaked", in.CanarySource, in.Recipients)
 		}
 		return fmt.Sprintf("Canary address hit (%d recipients): a source list has leaked", in.Recipients)
 	case "surge":
-		if in.Trigger == "cusum_novel" {
+		if in.Trigger == detector.TriggerCUSUMNovel {
 			return fmt.Sprintf("%.0f first-ever spams from campaigns that reach mostly never-spammed addresses, %.1f expected: an address list may have leaked", in.Observed, in.Expected)
 		}
 		return fmt.Sprintf("%.0f first-ever spams to never-spammed addresses, %.1f expected: an address list may have leaked", in.Observed, in.Expected)

@@ -98,7 +98,7 @@ func (o *Options) incidents() []detector.Incident {
 func (o *Options) listIncidents(w http.ResponseWriter, r *http.Request) {
 	out := []summary{}
 	state := r.URL.Query().Get("state")
-	if state != "" && state != "open" && state != "resolved" {
+	if state != "" && state != detector.StateOpen && state != detector.StateResolved {
 		apiError(w, http.StatusBadRequest, "state must be open or resolved")
 		return
 	}

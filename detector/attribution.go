@@ -33,9 +33,6 @@ import (
 //     top tag, the sub-address details concentrated in it, and how many of
 //     its addresses were dormant or in a single source list.
 
-// KindCanary is the kind of incident a canary hit opens.
-const KindCanary = "canary"
-
 // CanaryQuiet is how long a canary incident stays open after its last hit.
 const CanaryQuiet = 24 * time.Hour
 
@@ -178,7 +175,7 @@ func (d *Detector) canaryHit(t time.Time, id addr.ID, src string, o *ingest.Obse
 		}
 		if t.Sub(a.canaryUpd[src]) >= updateEvery || !known {
 			a.canaryUpd[src] = t
-			d.out = append(d.out, in.snapshot("updated", t))
+			d.out = append(d.out, in.snapshot(EventUpdated, t))
 		}
 		return
 	}
@@ -186,11 +183,11 @@ func (d *Detector) canaryHit(t time.Time, id addr.ID, src string, o *ingest.Obse
 	in := &Incident{
 		ID:        fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), KindCanary, d.st.Seq),
 		Kind:      KindCanary,
-		State:     "open",
+		State:     StateOpen,
 		StartedAt: t,
 		OpenedAt:  t,
 		UpdatedAt: t,
-		Trigger:   "canary",
+		Trigger:   TriggerCanary,
 		Observed:  1,
 		Score:     1,
 	}
@@ -202,7 +199,7 @@ func (d *Detector) canaryHit(t time.Time, id addr.ID, src string, o *ingest.Obse
 	d.m.incidents.WithLabelValues(KindCanary).Inc()
 	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", KindCanary), zap.String("canary_source", src),
 		zap.Bool("spam", o.Spam))
-	d.out = append(d.out, in.snapshot("opened", t))
+	d.out = append(d.out, in.snapshot(EventOpened, t))
 }
 
 // attrMinute resolves canary incidents quiet for CanaryQuiet.
@@ -214,7 +211,7 @@ func (d *Detector) attrMinute(t time.Time) {
 			continue
 		}
 		at := t
-		in.State, in.ResolvedAt, in.UpdatedAt = "resolved", &at, t
+		in.State, in.ResolvedAt, in.UpdatedAt = StateResolved, &at, t
 		delete(a.canaries, src)
 		d.resolved = append(d.resolved, in)
 		if len(d.resolved) > keepResolved {
@@ -222,7 +219,7 @@ func (d *Detector) attrMinute(t time.Time) {
 		}
 		d.dirtyMeta = true
 		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", KindCanary), zap.Int("recipients", in.Recipients))
-		d.out = append(d.out, in.snapshot("resolved", t))
+		d.out = append(d.out, in.snapshot(EventResolved, t))
 	}
 	if len(a.canaries) == 0 {
 		d.m.active.WithLabelValues(KindCanary).Set(0)

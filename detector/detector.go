@@ -232,7 +232,7 @@ func New(o Options) (*Detector, error) {
 		}
 		for _, in := range ins {
 			in.restoreGroups()
-			if in.State == "open" && !keyChanged {
+			if in.State == StateOpen && !keyChanged {
 				d.open[in.Kind] = in
 			} else {
 				d.resolved = append(d.resolved, in)
@@ -814,8 +814,8 @@ func (d *Detector) advance(t time.Time) {
 		d.longE += e
 		for _, in := range d.open {
 			switch in.Trigger {
-			case "dictionary_burst":
-			case "cusum_novel":
+			case TriggerDictionaryBurst:
+			case TriggerCUSUMNovel:
 				in.Expected += en
 			default:
 				in.Expected += e
@@ -1021,13 +1021,13 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 	// An open incident takes the first spams of its basis: all counted
 	// ones, or for one the novel-campaign CUSUM opened, the novel ones.
 	if in := d.open[KindSurge]; in != nil {
-		if nv || in.Trigger != "cusum_novel" {
+		if nv || in.Trigger != TriggerCUSUMNovel {
 			d.grow(in, t, id, mi, dormant)
 		}
 		return
 	}
-	if in := d.open[KindDictionary]; in != nil && in.Trigger != "dictionary_burst" {
-		if nv || in.Trigger != "cusum_novel" {
+	if in := d.open[KindDictionary]; in != nil && in.Trigger != TriggerDictionaryBurst {
+		if nv || in.Trigger != TriggerCUSUMNovel {
 			d.grow(in, t, id, mi, dormant)
 		}
 		return
@@ -1041,7 +1041,7 @@ func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dorm
 	in.UpdatedAt = t
 	defer d.publish()
 	sc := d.s / d.o.Threshold
-	if in.Trigger == "cusum_novel" {
+	if in.Trigger == TriggerCUSUMNovel {
 		sc = d.sN / d.o.Threshold
 	}
 	if sc > in.Score {
@@ -1049,9 +1049,21 @@ func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dorm
 	}
 	if t.Sub(d.lastUpd[in.Kind]) >= updateEvery {
 		d.lastUpd[in.Kind] = t
-		d.out = append(d.out, in.snapshot("updated", t))
+		d.out = append(d.out, in.snapshot(EventUpdated, t))
 		d.dirtyMeta = true
 	}
+}
+
+// windowOf is the span of a window trigger (0 for the others): an excess
+// it finds is dated no earlier than its window.
+func windowOf(trigger string) time.Duration {
+	switch trigger {
+	case TriggerWindow10m:
+		return shortWindow * time.Minute
+	case TriggerWindow24h:
+		return 24 * time.Hour
+	}
+	return 0
 }
 
 // chernoff is the Poisson tail statistic: -ln P(X ≥ x) ≥ this for mean m.
@@ -1088,18 +1100,18 @@ func (d *Detector) checkOpen(t time.Time) {
 	phi, phiSlow := d.phiC, d.phiSlowC
 	trigger, score := "", 0.0
 	if d.s >= d.o.Threshold && obs-d.runExp >= d.o.MinExcess {
-		trigger, score = "cusum", d.s/d.o.Threshold
+		trigger, score = TriggerCUSUM, d.s/d.o.Threshold
 	} else if n := float64(len(d.nrun)); !d.o.NoNovel && d.sN >= d.o.Threshold && n-d.nrunExp >= d.o.MinExcess {
 		// The excess of novel campaigns alone: its own run.
-		trigger, score = "cusum_novel", d.sN/d.o.Threshold
+		trigger, score = TriggerCUSUMNovel, d.sN/d.o.Threshold
 		events, runExp, obs = d.nrun, d.nrunExp, n
 	} else if w := d.window(shortWindow); w.c-w.e >= d.o.MinExcess && chernoff(w.c, w.e)/phi >= d.o.WindowThreshold {
-		trigger, score = "window_10m", chernoff(w.c, w.e)/phi/d.o.WindowThreshold
+		trigger, score = TriggerWindow10m, chernoff(w.c, w.e)/phi/d.o.WindowThreshold
 	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phiSlow >= d.o.WindowThreshold {
 		// Over a day the expected count is large, so a Poisson test
 		// would flag a baseline that is merely 10 % off; test against
 		// the expectation with a model-error margin instead.
-		trigger, score = "window_24h", chernoff(d.longC, m)/phiSlow/d.o.WindowThreshold
+		trigger, score = TriggerWindow24h, chernoff(d.longC, m)/phiSlow/d.o.WindowThreshold
 	}
 	if trigger == "" {
 		return
@@ -1136,13 +1148,13 @@ func (d *Detector) checkOpen(t time.Time) {
 		}
 	}
 	// A window test dates the excess no earlier than its window.
-	if win := map[string]time.Duration{"window_10m": shortWindow * time.Minute, "window_24h": 24 * time.Hour}[trigger]; win > 0 {
+	if win := windowOf(trigger); win > 0 {
 		for first < len(events)-1 && events[first].t.Before(t.Add(-win)) {
 			first++
 		}
 	}
 	run := events[first:]
-	if trigger == "cusum_novel" {
+	if trigger == TriggerCUSUMNovel {
 		run = d.campaignStart(run)
 	}
 	kind := KindSurge
@@ -1165,7 +1177,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	in := &Incident{
 		ID:                 fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), kind, d.st.Seq),
 		Kind:               kind,
-		State:              "open",
+		State:              StateOpen,
 		StartedAt:          run[0].t,
 		OpenedAt:           t,
 		UpdatedAt:          t,
@@ -1188,7 +1200,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	d.dirtyMeta = true
 	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", kind), zap.String("trigger", trigger),
 		zap.Int("recipients", in.Recipients), zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
-	d.out = append(d.out, in.snapshot("opened", t))
+	d.out = append(d.out, in.snapshot(EventOpened, t))
 }
 
 // campaignStart dates a novel-campaign excess from its campaigns' first
@@ -1239,7 +1251,7 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 	if d.st.Warm || d.open[KindDictionary] != nil {
 		if in := d.open[KindDictionary]; in != nil {
 			in.DictionaryEvidence += n
-			if in.Trigger == "dictionary_burst" {
+			if in.Trigger == TriggerDictionaryBurst {
 				in.Observed += float64(n)
 			}
 		}
@@ -1254,11 +1266,11 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 	in := &Incident{
 		ID:                 fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), KindDictionary, d.st.Seq),
 		Kind:               KindDictionary,
-		State:              "open",
+		State:              StateOpen,
 		StartedAt:          t.Add(-shortWindow * time.Minute),
 		OpenedAt:           t,
 		UpdatedAt:          t,
-		Trigger:            "dictionary_burst",
+		Trigger:            TriggerDictionaryBurst,
 		Observed:           c,
 		Expected:           e,
 		Score:              c / math.Max(d.o.DictMin, 10*e),
@@ -1280,7 +1292,7 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 	d.dirtyMeta = true
 	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", KindDictionary), zap.String("trigger", in.Trigger),
 		zap.Float64("evidence", c))
-	d.out = append(d.out, in.snapshot("opened", t))
+	d.out = append(d.out, in.snapshot(EventOpened, t))
 }
 
 // checkResolve closes incidents after a quiet period (hysteresis: opening
@@ -1292,7 +1304,7 @@ func (d *Detector) checkResolve(t time.Time) {
 			continue
 		}
 		var quiet bool
-		if in.Trigger == "dictionary_burst" {
+		if in.Trigger == TriggerDictionaryBurst {
 			c := d.window(60).d
 			quiet = c < d.o.DictMin/2 && c < 5*d.st.DictRate
 		} else {
@@ -1301,7 +1313,7 @@ func (d *Detector) checkResolve(t time.Time) {
 			// day without excess.
 			w := d.window(12 * 60)
 			c, e, ev := w.c, w.e, d.resolveS
-			if in.Trigger == "cusum_novel" {
+			if in.Trigger == TriggerCUSUMNovel {
 				c, e, ev = w.nc, w.ne, d.resolveN
 			}
 			quiet = ev >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
@@ -1310,7 +1322,7 @@ func (d *Detector) checkResolve(t time.Time) {
 			continue
 		}
 		at := t
-		in.State = "resolved"
+		in.State = StateResolved
 		in.ResolvedAt = &at
 		in.UpdatedAt = t
 		delete(d.open, k)
@@ -1319,7 +1331,7 @@ func (d *Detector) checkResolve(t time.Time) {
 		if len(d.resolved) > keepResolved {
 			d.resolved = d.resolved[len(d.resolved)-keepResolved:]
 		}
-		if in.Trigger != "dictionary_burst" {
+		if in.Trigger != TriggerDictionaryBurst {
 			// Start afresh: the excess just explained must not
 			// reopen through the windows that still hold it.
 			d.resetRuns()
@@ -1330,6 +1342,6 @@ func (d *Detector) checkResolve(t time.Time) {
 		}
 		d.dirtyMeta = true
 		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", k), zap.Int("recipients", in.Recipients))
-		d.out = append(d.out, in.snapshot("resolved", t))
+		d.out = append(d.out, in.snapshot(EventResolved, t))
 	}
 }

@@ -5,15 +5,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Kinds of incident this package opens; the label values of the
-// spamsurge_incident_* series, pre-initialised.
-const (
-	KindSurge      = "surge"
-	KindDictionary = "dictionary"
-)
-
-var kinds = []string{KindSurge, KindDictionary}
-
 type metrics struct {
 	firstSpam  prometheus.Counter
 	atRisk     prometheus.Gauge

@@ -105,7 +105,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		Detector: d,
 		Strict:   *strict,
 		OnEvent: func(ev detector.Event) error {
-			if ev.Event == "opened" {
+			if ev.Event == detector.EventOpened {
 				opened[ev.Kind]++
 			}
 			if *asJSON {
