@@ -64,14 +64,9 @@ type Detector struct {
 	hrDict                 float64
 	hrNovel, hrNovExp      float64
 
-	// CUSUM
-	s      float64
-	run    []fsEvent
-	runExp float64
-	// The CUSUM of the first spams of novel campaigns only (novelRate).
-	sN      float64
-	nrun    []fsEvent
-	nrunExp float64
+	// The CUSUMs of all counted first spams, and of the first spams of
+	// novel campaigns only (novelRate).
+	cusumAll, cusumNovel cusum
 	ring    [ringLen]bin
 	minIdx  int64
 	longC   float64
@@ -81,8 +76,6 @@ type Detector struct {
 	// every 3 hours, so first spams of a dictionary campaign are known as
 	// such even after the burst is over.
 	dictGroups         map[string]float64
-	resolveS           float64           // evidence that an open surge is over (reverse CUSUM)
-	resolveN           float64           // the same for the novel-campaign rate
 	phiC, phiSlowC     float64           // phi() and phiSlow(), as of the last hour
 	groups, prevGroups map[string]*group // by campaign (dictKey)
 	senders, prevSend  map[string]*group // by sender domain alone
@@ -798,18 +791,11 @@ func (d *Detector) advance(t time.Time) {
 		e := r * n * dt
 		en := d.novelRate(s, r) * n * dt
 		d.hrNovExp += en
-		d.nrunExp += en
 		d.ring[d.minIdx%ringLen].ne += en
-		if d.sN > 0 {
-			d.sN -= (novelRho - 1) * en / d.phiC
-			if d.sN <= 0 {
-				d.sN, d.nrun, d.nrunExp = 0, d.nrun[:0], 0
-			}
-		}
+		d.cusumNovel.expect(en, novelRho, d.phiC)
 		d.hrExp += e
 		d.hrFlat += e / s
 		d.hrDen += n * s * dt
-		d.runExp += e
 		d.ring[d.minIdx%ringLen].e += e
 		d.longE += e
 		for _, in := range d.open {
@@ -822,15 +808,10 @@ func (d *Detector) advance(t time.Time) {
 			}
 		}
 		if len(d.open) > 0 {
-			d.resolveS += (d.o.Rho - 1) * e / d.phiC
-			d.resolveN += (novelRho - 1) * en / d.phiC
+			d.cusumAll.expectBack(e, d.o.Rho, d.phiC)
+			d.cusumNovel.expectBack(en, novelRho, d.phiC)
 		}
-		if d.s > 0 {
-			d.s -= (d.o.Rho - 1) * e / d.phiSlowC
-			if d.s <= 0 {
-				d.s, d.run, d.runExp = 0, d.run[:0], 0
-			}
-		}
+		d.cusumAll.expect(e, d.o.Rho, d.phiSlowC)
 		d.clock = next
 		if m := next.Unix() / 60; m != d.minIdx {
 			d.onMinute(next, m)
@@ -841,9 +822,9 @@ func (d *Detector) advance(t time.Time) {
 // gauges publishes the slowly changing state (once a simulated minute and
 // on Close, not per observation: the hot path stays free of atomics).
 func (d *Detector) gauges() {
-	sc := d.s
+	sc := d.cusumAll.s
 	if !d.o.NoNovel {
-		sc = max(sc, d.sN)
+		sc = max(sc, d.cusumNovel.s)
 	}
 	d.m.score.Set(sc / d.o.Threshold)
 	d.m.expected.Set(d.rate(d.clock) * float64(d.pop.AtRisk()))
@@ -908,7 +889,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		d.st.Den = d.st.Den*dec + d.hrDen
 		en := d.hrNovExp
 		cn := math.Min(d.hrNovel, en+3*math.Sqrt(phi*en)+2)
-		if len(d.open) > 0 || d.sN > 0 {
+		if len(d.open) > 0 || d.cusumNovel.s > 0 {
 			// Open, or gathering evidence: a drip must not teach
 			// itself as the novel rate before it alarms.
 			cn = math.Min(d.hrNovel, en)
@@ -945,7 +926,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	}
 	if ce := d.log.Check(zap.DebugLevel, "hour"); ce != nil {
 		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
-			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
+			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.cusumAll.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
 	d.resetHour()
 	d.hrIdx = h
@@ -988,35 +969,24 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 	}
 	g.counted++
 	mi.complete()
-	if d.s == 0 {
-		d.run, d.runExp = d.run[:0], 0
-	}
+	d.cusumAll.begin()
 	d.hrCount++
 	d.ring[d.minIdx%ringLen].c++
 	d.longC++
 	if nv {
 		d.hrNovel++
 		d.ring[d.minIdx%ringLen].nc++
-		if d.sN == 0 {
-			d.nrun, d.nrunExp = d.nrun[:0], 0
-		}
+		d.cusumNovel.begin()
 	}
 	if d.st.Warm {
 		// Learning only: an excess during warm-up must not carry
 		// into the first minutes after it.
 		return
 	}
-	d.s += math.Log(d.o.Rho) / d.phiSlowC
-	d.resolveS = max(0, d.resolveS-math.Log(d.o.Rho)/d.phiC)
-	if len(d.run) < maxRun {
-		d.run = append(d.run, fsEvent{d.runExp, t, id, mi, dormant})
-	}
+	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant}
+	d.cusumAll.hit(f, d.o.Rho, d.phiSlowC, d.phiC)
 	if nv {
-		d.sN += math.Log(novelRho) / d.phiC
-		d.resolveN = max(0, d.resolveN-math.Log(novelRho)/d.phiC)
-		if len(d.nrun) < maxRun {
-			d.nrun = append(d.nrun, fsEvent{d.nrunExp, t, id, mi, dormant})
-		}
+		d.cusumNovel.hit(f, novelRho, d.phiC, d.phiC)
 	}
 	// An open incident takes the first spams of its basis: all counted
 	// ones, or for one the novel-campaign CUSUM opened, the novel ones.
@@ -1040,9 +1010,9 @@ func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dorm
 	in.Observed++
 	in.UpdatedAt = t
 	defer d.publish()
-	sc := d.s / d.o.Threshold
+	sc := d.cusumAll.s / d.o.Threshold
 	if in.Trigger == TriggerCUSUMNovel {
-		sc = d.sN / d.o.Threshold
+		sc = d.cusumNovel.s / d.o.Threshold
 	}
 	if sc > in.Score {
 		in.Score = sc
@@ -1092,19 +1062,20 @@ func (d *Detector) window(n int) bin {
 }
 
 func (d *Detector) checkOpen(t time.Time) {
-	if d.st.Warm || len(d.run) == 0 {
+	all, nov := &d.cusumAll, &d.cusumNovel
+	if d.st.Warm || len(all.run) == 0 {
 		return
 	}
-	events, runExp := d.run, d.runExp
-	obs := float64(len(d.run))
+	events, runExp := all.run, all.exp
+	obs := float64(len(all.run))
 	phi, phiSlow := d.phiC, d.phiSlowC
 	trigger, score := "", 0.0
-	if d.s >= d.o.Threshold && obs-d.runExp >= d.o.MinExcess {
-		trigger, score = TriggerCUSUM, d.s/d.o.Threshold
-	} else if n := float64(len(d.nrun)); !d.o.NoNovel && d.sN >= d.o.Threshold && n-d.nrunExp >= d.o.MinExcess {
+	if all.s >= d.o.Threshold && all.excess() >= d.o.MinExcess {
+		trigger, score = TriggerCUSUM, all.s/d.o.Threshold
+	} else if !d.o.NoNovel && nov.s >= d.o.Threshold && nov.excess() >= d.o.MinExcess {
 		// The excess of novel campaigns alone: its own run.
-		trigger, score = TriggerCUSUMNovel, d.sN/d.o.Threshold
-		events, runExp, obs = d.nrun, d.nrunExp, n
+		trigger, score = TriggerCUSUMNovel, nov.s/d.o.Threshold
+		events, runExp, obs = nov.run, nov.exp, float64(len(nov.run))
 	} else if w := d.window(shortWindow); w.c-w.e >= d.o.MinExcess && chernoff(w.c, w.e)/phi >= d.o.WindowThreshold {
 		trigger, score = TriggerWindow10m, chernoff(w.c, w.e)/phi/d.o.WindowThreshold
 	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phiSlow >= d.o.WindowThreshold {
@@ -1193,7 +1164,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	in.Observed = float64(len(run))
 	d.open[kind] = in
-	d.resolveS, d.resolveN = 0, 0
+	d.cusumAll.back, d.cusumNovel.back = 0, 0
 	d.lastUpd[kind] = t
 	d.m.active.WithLabelValues(kind).Set(1)
 	d.m.incidents.WithLabelValues(kind).Inc()
@@ -1217,7 +1188,7 @@ func (d *Detector) campaignStart(run []fsEvent) []fsEvent {
 		}
 	}
 	var before []fsEvent
-	for _, f := range d.run {
+	for _, f := range d.cusumAll.run {
 		if !f.t.Before(run[0].t) {
 			break
 		}
@@ -1239,8 +1210,8 @@ func (d *Detector) resetHour() {
 
 // resetRuns restarts both CUSUMs from zero.
 func (d *Detector) resetRuns() {
-	d.s, d.run, d.runExp = 0, d.run[:0], 0
-	d.sN, d.nrun, d.nrunExp = 0, d.nrun[:0], 0
+	d.cusumAll.reset()
+	d.cusumNovel.reset()
 }
 
 func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
@@ -1312,9 +1283,9 @@ func (d *Detector) checkResolve(t time.Time) {
 			// rate is too low to gather that evidence soon, half a
 			// day without excess.
 			w := d.window(12 * 60)
-			c, e, ev := w.c, w.e, d.resolveS
+			c, e, ev := w.c, w.e, d.cusumAll.back
 			if in.Trigger == TriggerCUSUMNovel {
-				c, e, ev = w.nc, w.ne, d.resolveN
+				c, e, ev = w.nc, w.ne, d.cusumNovel.back
 			}
 			quiet = ev >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
 		}

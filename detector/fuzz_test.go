@@ -65,9 +65,9 @@ func fuzzObserve(t *testing.T, data []byte) {
 		if d.AtRisk() < 0 {
 			t.Fatalf("at risk %d", d.AtRisk())
 		}
-		for _, v := range []float64{d.phiC, d.phiSlowC, d.s, d.sN, d.st.Num / d.st.Den} {
+		for _, v := range []float64{d.phiC, d.phiSlowC, d.cusumAll.s, d.cusumNovel.s, d.st.Num / d.st.Den} {
 			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-				t.Fatalf("statistics not finite: phi %v phiSlow %v s %v sN %v rate %v", d.phiC, d.phiSlowC, d.s, d.sN, d.st.Num/d.st.Den)
+				t.Fatalf("statistics not finite: phi %v phiSlow %v s %v sN %v rate %v", d.phiC, d.phiSlowC, d.cusumAll.s, d.cusumNovel.s, d.st.Num/d.st.Den)
 			}
 		}
 		d.computeSeason()
