@@ -30,7 +30,6 @@ const (
 	// that the rate is back to its baseline rather than Rho times it,
 	// needed to resolve a surge: hysteresis against flapping on a drip.
 	resolveThreshold = 6
-	ringLen          = 1440 // minutes in the long window
 	shortWindow      = 10
 	quietWindow      = 120
 	updateEvery      = 10 * time.Minute
@@ -67,10 +66,7 @@ type Detector struct {
 	// The CUSUMs of all counted first spams, and of the first spams of
 	// novel campaigns only (novelRate).
 	cusumAll, cusumNovel cusum
-	ring    [ringLen]bin
-	minIdx  int64
-	longC   float64
-	longE   float64
+	win                  ring // the last day, minute by minute
 
 	// dictGroups is dictionary evidence per campaign, decaying by half
 	// every 3 hours, so first spams of a dictionary campaign are known as
@@ -136,11 +132,6 @@ type persisted struct {
 	// Tracked sizes the table on load (a map grown key by key spends
 	// most of a restart rehashing).
 	Tracked int `json:"tracked"`
-}
-
-type bin struct {
-	c, e, d float64 // first spams, expected, dictionary evidence
-	nc, ne  float64 // the same for novel campaigns
 }
 
 type fsEvent struct {
@@ -499,7 +490,7 @@ func (d *Detector) start(t time.Time) {
 		d.st.Clock = t
 	}
 	d.clock = d.st.Clock
-	d.minIdx = d.clock.Unix() / 60
+	d.win.minIdx = d.clock.Unix() / 60
 	d.hrIdx = d.clock.Unix() / 3600
 	d.lastFl = t
 }
@@ -791,13 +782,13 @@ func (d *Detector) advance(t time.Time) {
 		e := r * n * dt
 		en := d.novelRate(s, r) * n * dt
 		d.hrNovExp += en
-		d.ring[d.minIdx%ringLen].ne += en
+		d.win.cur().ne += en
 		d.cusumNovel.expect(en, novelRho, d.phiC)
 		d.hrExp += e
 		d.hrFlat += e / s
 		d.hrDen += n * s * dt
-		d.ring[d.minIdx%ringLen].e += e
-		d.longE += e
+		d.win.cur().e += e
+		d.win.longE += e
 		for _, in := range d.open {
 			switch in.Trigger {
 			case TriggerDictionaryBurst:
@@ -813,7 +804,7 @@ func (d *Detector) advance(t time.Time) {
 		}
 		d.cusumAll.expect(e, d.o.Rho, d.phiSlowC)
 		d.clock = next
-		if m := next.Unix() / 60; m != d.minIdx {
+		if m := next.Unix() / 60; m != d.win.minIdx {
 			d.onMinute(next, m)
 		}
 	}
@@ -833,18 +824,7 @@ func (d *Detector) gauges() {
 }
 
 func (d *Detector) onMinute(t time.Time, m int64) {
-	if m-d.minIdx > ringLen {
-		d.ring = [ringLen]bin{}
-		d.longC, d.longE = 0, 0
-		d.minIdx = m - 1
-	}
-	for d.minIdx < m {
-		d.minIdx++
-		old := &d.ring[d.minIdx%ringLen]
-		d.longC -= old.c
-		d.longE -= old.e
-		*old = bin{}
-	}
+	d.win.roll(m)
 	if h := m / 60; h != d.hrIdx {
 		d.onHour(t, h)
 	}
@@ -948,8 +928,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		d.st.Warm = false
 		d.m.warmup.Set(0)
 		// Windows filled under the early baseline are not evidence.
-		d.ring = [ringLen]bin{}
-		d.longC, d.longE = 0, 0
+		d.win.clear()
 		d.log.Info("warm-up over", zap.Int("at_risk", d.pop.AtRisk()))
 	}
 	d.dirtyMeta = true
@@ -971,11 +950,11 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 	mi.complete()
 	d.cusumAll.begin()
 	d.hrCount++
-	d.ring[d.minIdx%ringLen].c++
-	d.longC++
+	d.win.cur().c++
+	d.win.longC++
 	if nv {
 		d.hrNovel++
-		d.ring[d.minIdx%ringLen].nc++
+		d.win.cur().nc++
 		d.cusumNovel.begin()
 	}
 	if d.st.Warm {
@@ -1047,20 +1026,6 @@ func chernoff(x, m float64) float64 {
 	return x*math.Log(x/m) - x + m
 }
 
-// window sums the last n minutes of the ring.
-func (d *Detector) window(n int) bin {
-	var w bin
-	for i := int64(0); i < int64(n); i++ {
-		b := &d.ring[(d.minIdx-i+ringLen*4)%ringLen]
-		w.c += b.c
-		w.e += b.e
-		w.d += b.d
-		w.nc += b.nc
-		w.ne += b.ne
-	}
-	return w
-}
-
 func (d *Detector) checkOpen(t time.Time) {
 	all, nov := &d.cusumAll, &d.cusumNovel
 	if d.st.Warm || len(all.run) == 0 {
@@ -1076,13 +1041,13 @@ func (d *Detector) checkOpen(t time.Time) {
 		// The excess of novel campaigns alone: its own run.
 		trigger, score = TriggerCUSUMNovel, nov.s/d.o.Threshold
 		events, runExp, obs = nov.run, nov.exp, float64(len(nov.run))
-	} else if w := d.window(shortWindow); w.c-w.e >= d.o.MinExcess && chernoff(w.c, w.e)/phi >= d.o.WindowThreshold {
+	} else if w := d.win.sum(shortWindow); w.c-w.e >= d.o.MinExcess && chernoff(w.c, w.e)/phi >= d.o.WindowThreshold {
 		trigger, score = TriggerWindow10m, chernoff(w.c, w.e)/phi/d.o.WindowThreshold
-	} else if m := longMargin * d.longE; d.longC-m >= d.o.MinExcess && chernoff(d.longC, m)/phiSlow >= d.o.WindowThreshold {
+	} else if m := longMargin * d.win.longE; d.win.longC-m >= d.o.MinExcess && chernoff(d.win.longC, m)/phiSlow >= d.o.WindowThreshold {
 		// Over a day the expected count is large, so a Poisson test
 		// would flag a baseline that is merely 10 % off; test against
 		// the expectation with a model-error margin instead.
-		trigger, score = TriggerWindow24h, chernoff(d.longC, m)/phiSlow/d.o.WindowThreshold
+		trigger, score = TriggerWindow24h, chernoff(d.win.longC, m)/phiSlow/d.o.WindowThreshold
 	}
 	if trigger == "" {
 		return
@@ -1218,7 +1183,7 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 	d.m.dictionary.Add(float64(n))
 	d.dictGroups[mi.dictKey] += float64(n)
 	d.hrDict += float64(n)
-	d.ring[d.minIdx%ringLen].d += float64(n)
+	d.win.cur().d += float64(n)
 	if d.st.Warm || d.open[KindDictionary] != nil {
 		if in := d.open[KindDictionary]; in != nil {
 			in.DictionaryEvidence += n
@@ -1228,7 +1193,7 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 		}
 		return
 	}
-	c := d.window(shortWindow).d
+	c := d.win.sum(shortWindow).d
 	e := d.st.DictRate * shortWindow / 60
 	if c < d.o.DictMin || c < 10*e {
 		return
@@ -1276,13 +1241,13 @@ func (d *Detector) checkResolve(t time.Time) {
 		}
 		var quiet bool
 		if in.Trigger == TriggerDictionaryBurst {
-			c := d.window(60).d
+			c := d.win.sum(60).d
 			quiet = c < d.o.DictMin/2 && c < 5*d.st.DictRate
 		} else {
 			// Evidence that the rate is back, or, where the base
 			// rate is too low to gather that evidence soon, half a
 			// day without excess.
-			w := d.window(12 * 60)
+			w := d.win.sum(12 * 60)
 			c, e, ev := w.c, w.e, d.cusumAll.back
 			if in.Trigger == TriggerCUSUMNovel {
 				c, e, ev = w.nc, w.ne, d.cusumNovel.back
@@ -1306,10 +1271,7 @@ func (d *Detector) checkResolve(t time.Time) {
 			// Start afresh: the excess just explained must not
 			// reopen through the windows that still hold it.
 			d.resetRuns()
-			for i := range d.ring {
-				d.ring[i].c, d.ring[i].e, d.ring[i].nc, d.ring[i].ne = 0, 0, 0, 0
-			}
-			d.longC, d.longE = 0, 0
+			d.win.clearCounts()
 		}
 		d.dirtyMeta = true
 		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", k), zap.Int("recipients", in.Recipients))
