@@ -87,47 +87,26 @@ type Detector struct {
 	snap     atomic.Pointer[[]Incident]
 	attr     attrState // attribution.go
 
-	fh       [24]float64
-	fw       [7]float64
-	seasonOK bool
-	seasonHr int64   // UTC hour of seasonF
-	seasonF  float64 // season factor of seasonHr
+	season factors // the rhythm's factors, cached
 }
 
 // persisted is the learned state kept across restarts (meta detector_state).
 type persisted struct {
-	Clock     time.Time   `json:"clock"`
-	WarmUntil time.Time   `json:"warm_until,omitzero"`
-	Warm      bool        `json:"warm"`
-	Num       float64     `json:"num"`
-	Den       float64     `json:"den"`
-	HourC     [24]float64 `json:"hour_c"`
-	HourE     [24]float64 `json:"hour_e"`
-	DowC      [7]float64  `json:"dow_c"`
-	DowE      [7]float64  `json:"dow_e"`
-	// Scatter of the units (hours, days) behind each rhythm factor:
-	// decayed Pearson sums of each unit against its group's factor and
-	// decayed unit counts (computeSeason's empirical-Bayes shrinkage).
-	HourSS [24]float64 `json:"hour_ss,omitzero"`
-	HourN  [24]float64 `json:"hour_n,omitzero"`
-	DowSS  [7]float64  `json:"dow_ss,omitzero"`
-	DowN   [7]float64  `json:"dow_n,omitzero"`
-	DayC   float64     `json:"day_c,omitzero"` // the UTC day so far
-	DayE   float64     `json:"day_e,omitzero"`
+	Clock     time.Time `json:"clock"`
+	WarmUntil time.Time `json:"warm_until,omitzero"`
+	Warm      bool      `json:"warm"`
+	Num       float64   `json:"num"`
+	Den       float64   `json:"den"`
+	// The daily and weekly rhythm, and the dispersion, are kept flat in
+	// the same JSON object (embedded).
+	rhythm
+	dispersion
 	// The learned rate of novel-campaign first spams (per at-risk
 	// address-hour, flat), as NovNum/NovDen.
-	NovNum float64 `json:"nov_num,omitzero"`
-	NovDen float64 `json:"nov_den,omitzero"`
-	// Dispersion of 4-hour blocks (phiSlow) and the block so far.
-	Phi4Num  float64 `json:"phi4_num,omitzero"`
-	Phi4Den  float64 `json:"phi4_den,omitzero"`
-	BlkC     float64 `json:"blk_c,omitzero"`
-	BlkE     float64 `json:"blk_e,omitzero"`
-	BlkH     int     `json:"blk_h,omitzero"`
+	NovNum   float64 `json:"nov_num,omitzero"`
+	NovDen   float64 `json:"nov_den,omitzero"`
 	DictRate float64 `json:"dict_rate"` // dictionary evidence per hour
 	Hours    int64   `json:"hours"`
-	PhiNum   float64 `json:"phi_num"`
-	PhiDen   float64 `json:"phi_den"`
 	Seq      int     `json:"seq"`
 	// Tracked sizes the table on load (a map grown key by key spends
 	// most of a restart rehashing).
@@ -244,7 +223,7 @@ func New(o Options) (*Detector, error) {
 		d.st.Num = o.PriorPerDay / 24 * o.PriorWeight
 		d.st.Den = o.PriorWeight
 	}
-	d.phiC, d.phiSlowC = d.phi(), d.phiSlow()
+	d.phiC, d.phiSlowC = d.st.phi(), d.st.phiSlow()
 	d.st.seedScatter(d.phiC)
 	if fp == nil || keyChanged {
 		d.pop.Batch().PutMeta(metaKeyFP, d.space[:])
@@ -532,70 +511,13 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 	return nil
 }
 
-// seedScatter fills in the unit counts and scatter of the rhythm factors
-// for a state saved before they were kept (rhythm counts, no units), so an
-// upgrade does not flatten a learned rhythm for weeks: as many units as the
-// hours learned give (capped at the four-week half-life's steady state),
-// each with the scatter of a quasi-Poisson unit, φ.
-func (p *persisted) seedScatter(phi float64) {
-	var n float64
-	for g := range p.HourN {
-		n += p.HourN[g] + p.DowN[g%7]
-	}
-	if n > 0 || p.Hours == 0 {
-		return
-	}
-	days := float64(p.Hours) / 24
-	for g := range p.HourN {
-		if p.HourE[g] > 0 {
-			p.HourN[g] = min(days, 40)
-			p.HourSS[g] = phi * p.HourN[g]
-		}
-	}
-	for g := range p.DowN {
-		if p.DowE[g] > 0 {
-			p.DowN[g] = min(days/7, 6.3)
-			p.DowSS[g] = phi * p.DowN[g]
-		}
-	}
-}
-
-// phi is the dispersion of the counted first spams (variance over mean
-// of hourly counts): 1 for a Poisson process, more when first spams come in
-// clusters. Every test divides its log-likelihood by it (quasi-Poisson), so
-// clustered but normal traffic does not look like a surge. Before a week of
-// data it leans on a prior of 2 (worth 48 hours).
-func (d *Detector) phi() float64 {
-	p := (d.st.PhiNum + 2*48) / (d.st.PhiDen + 48)
-	return math.Max(1, math.Min(p, 20))
-}
-
-// phiSlow is the dispersion for the tests that add evidence up over hours
-// (the aggregate CUSUM, the 24-hour window): the same Pearson ratio over
-// 4-hour blocks, and never below phi. Spam volume swings by the day, so
-// one busy morning puts excess into several hours at once; hourly counts
-// miss that correlation and would let a CUSUM count one busy morning as
-// many independent surprises. (Measured on the simulator: 3.3 for hours,
-// 4.1 for 4-hour blocks.)
-func (d *Detector) phiSlow() float64 {
-	p := (d.st.Phi4Num + 2*12) / (d.st.Phi4Den + 12)
-	return math.Max(d.phi(), math.Min(p, 20))
-}
-
 // rate is the expected first-spam rate per at-risk address-hour at t.
 func (d *Detector) rate(t time.Time) float64 {
 	if d.o.RateOverride != nil {
 		return d.o.RateOverride(t)
 	}
-	return d.st.Num / d.st.Den * d.season(t)
+	return d.st.Num / d.st.Den * d.season.at(t, &d.st)
 }
-
-// seasonMinUnits is how many units (decayed) every group of a cycle needs
-// before the cycle's factors are used: about three of each weekday, three
-// days of each hour. With fewer, one odd day makes a factor (two quiet
-// Wednesdays halve every Wednesday's expectation), and the cycle stays
-// flat.
-const seasonMinUnits = 2.5
 
 // novelRate is the expected rate of first spams from novel campaigns per
 // at-risk address-hour, given the season factor s and the expected rate r
@@ -621,22 +543,6 @@ const (
 	novelRho = 10
 )
 
-func (d *Detector) season(t time.Time) float64 {
-	if !d.seasonOK {
-		d.computeSeason()
-		d.seasonHr = math.MinInt64
-	}
-	// The factor is constant within a UTC hour: cache it (advance asks
-	// once per observation; Hour and Weekday are calendar computations).
-	if t.Location() != time.UTC {
-		return d.fh[t.Hour()] * d.fw[int(t.Weekday())]
-	}
-	if h := floorDiv(t.Unix(), 3600); h != d.seasonHr {
-		d.seasonHr, d.seasonF = h, d.fh[t.Hour()]*d.fw[int(t.Weekday())]
-	}
-	return d.seasonF
-}
-
 // maxQuiet is the longest gap between observations (or ticks) that is
 // taken as quiet time; a longer one is a jump (see advance).
 const maxQuiet = 24 * time.Hour
@@ -647,103 +553,6 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-// computeSeason turns the rhythm counts into factors with mean 1, so the
-// level lives in the rate alone (two unnormalised ratios would each carry
-// the level's error, and feed it back into the rate).
-func (d *Detector) computeSeason() {
-	phi := d.phi()
-	// The daily rhythm is smooth: each hour borrows from its neighbours
-	// (weights ¼ ½ ¼, circular), which cuts the noise of its factor to
-	// 3/8 and lets the rhythm show after days instead of weeks.
-	var c, e, ss [24]float64
-	for h := range c {
-		p, q := (h+23)%24, (h+1)%24
-		c[h] = (d.st.HourC[p] + 2*d.st.HourC[h] + d.st.HourC[q]) / 4
-		e[h] = (d.st.HourE[p] + 2*d.st.HourE[h] + d.st.HourE[q]) / 4
-		ss[h] = (d.st.HourSS[p] + 2*d.st.HourSS[h] + d.st.HourSS[q]) / 4
-	}
-	ebFactors(d.fh[:], c[:], e[:], ss[:], d.st.HourN[:], phi, 3.0/8)
-	ebFactors(d.fw[:], d.st.DowC[:], d.st.DowE[:], d.st.DowSS[:], d.st.DowN[:], phi, 1)
-	d.seasonOK = true
-}
-
-// ebFactors sets f to the rhythm factors of one cycle (hours of the day,
-// days of the week), normalised to mean 1. Each raw factor c/e (counted
-// over flat-expected first spams) is shrunk toward the cycle's mean by
-// empirical Bayes (James–Stein): its noise is σ²/e, σ² the pooled Pearson
-// scatter of the units (single hours, whole days) around their group's
-// factor; the spread of the true factors is what the raw factors scatter
-// beyond that noise. A group is then trusted in proportion to how much of
-// its deviation the cycle's real rhythm can explain. Whole days carry the
-// day-to-day swings of spam volume that hourly counts do not show, which is
-// why weekdays are measured by days, not hours: four Mondays that happened
-// to be busy make a Monday factor only if the other weekdays disagree by
-// more than their own day-to-day noise.
-//
-// noise scales the variance of a raw factor (below 1 when the counts were
-// smoothed).
-func ebFactors(f, c, e, ss, n []float64, phi, noise float64) {
-	var sumSS, units float64
-	for g := range f {
-		sumSS += ss[g]
-		units += n[g]
-		if n[g] < seasonMinUnits {
-			for g := range f {
-				f[g] = 1
-			}
-			return
-		}
-	}
-	// Pooled unit scatter, with a prior of φ worth one unit per group.
-	s2 := (sumSS + phi*float64(len(f))) / (units + float64(len(f)))
-	s2 *= noise
-	var mean, avgNoise float64
-	for g := range f {
-		f[g] = (c[g] + 1) / (e[g] + 1)
-		mean += f[g] / float64(len(f))
-		avgNoise += s2 / (e[g] + 1) / float64(len(f))
-	}
-	var spread float64
-	for g := range f {
-		spread += (f[g] - mean) * (f[g] - mean) / float64(len(f)-1)
-	}
-	tau2 := math.Max(0, spread-avgNoise)
-	for g := range f {
-		v := s2 / (e[g] + 1)
-		f[g] = mean + tau2/(tau2+v)*(f[g]-mean)
-	}
-	normMean(f)
-}
-
-func normMean(f []float64) {
-	var s float64
-	for _, x := range f {
-		s += x / float64(len(f))
-	}
-	if s <= 0 {
-		for i := range f {
-			f[i] = 1
-		}
-		return
-	}
-	for i := range f {
-		f[i] /= s
-	}
-}
-
-// seasonUnit adds one finished unit (an hour, a day) with count c and flat
-// expectation e to group g: its Pearson deviation from the group's factor
-// as it stood, then the unit itself.
-func seasonUnit(c, e, ss, n []float64, g int, uc, ue float64) {
-	if ue >= 0.1 {
-		f := (c[g] + 1) / (e[g] + 1)
-		ss[g] += math.Min((uc-f*ue)*(uc-f*ue)/(f*ue), 100)
-		n[g]++
-	}
-	c[g] += uc
-	e[g] += ue
 }
 
 // advance moves the clock to t minute by minute: CUSUM drift, window
@@ -759,7 +568,7 @@ func (d *Detector) advance(t time.Time) {
 		d.log.Info("clock jumped: the gap is not counted as quiet time", zap.Duration("gap", gap), zap.Time("from", d.clock), zap.Time("to", t))
 		d.resetRuns()
 		d.resetHour()
-		d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
+		d.st.breakBlock()
 		d.st.DayC, d.st.DayE = 0, 0
 		d.clock = t.Truncate(time.Minute)
 		d.onMinute(d.clock, floorDiv(d.clock.Unix(), 60))
@@ -773,7 +582,7 @@ func (d *Detector) advance(t time.Time) {
 			next = t
 		}
 		dt := next.Sub(d.clock).Hours()
-		s := d.season(d.clock)
+		s := d.season.at(d.clock, &d.st)
 		r := d.st.Num / d.st.Den * s
 		if d.o.RateOverride != nil {
 			r = d.o.RateOverride(d.clock)
@@ -840,30 +649,16 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		dec := math.Pow(0.5, 1/d.o.HalfLife.Hours())
 		decS := math.Pow(0.5, 1/(28*24.0))
 		e := d.hrExp
-		phi := d.phi()
+		phi := d.st.phi()
 		c := math.Min(d.hrCount, e+3*math.Sqrt(phi*e)+2)
 		if len(d.open) > 0 {
 			c = math.Min(d.hrCount, e)
 		} else if e > 0.5 && d.pop.AtRisk() > 0 {
-			// Pearson dispersion of hourly counts (quasi-Poisson).
-			r := (d.hrCount - e) * (d.hrCount - e) / e
-			decP := math.Pow(0.5, 1/(7*24.0))
-			d.st.PhiNum = d.st.PhiNum*decP + math.Min(r, 100)
-			d.st.PhiDen = d.st.PhiDen*decP + 1
-			d.st.BlkC += d.hrCount
-			d.st.BlkE += e
-			d.st.BlkH++
-			if d.st.BlkH == 4 {
-				r := (d.st.BlkC - d.st.BlkE) * (d.st.BlkC - d.st.BlkE) / d.st.BlkE
-				dec4 := math.Pow(0.5, 4/(7*24.0))
-				d.st.Phi4Num = d.st.Phi4Num*dec4 + math.Min(r, 100)
-				d.st.Phi4Den = d.st.Phi4Den*dec4 + 1
-				d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
-			}
+			d.st.dispersion.addHour(d.hrCount, e)
 		}
 		if len(d.open) > 0 || e <= 0.5 || d.pop.AtRisk() == 0 {
 			// A block is four consecutive ordinary hours.
-			d.st.BlkC, d.st.BlkE, d.st.BlkH = 0, 0, 0
+			d.st.breakBlock()
 		}
 		d.st.Num = d.st.Num*dec + c
 		d.st.Den = d.st.Den*dec + d.hrDen
@@ -878,35 +673,20 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		d.st.NovDen = d.st.NovDen*dec + d.hrDen
 		prev := time.Unix(d.hrIdx*3600, 0).UTC()
 		hh, ww := prev.Hour(), int(prev.Weekday())
-		for i := range d.st.HourC {
-			d.st.HourC[i] *= decS
-			d.st.HourE[i] *= decS
-			d.st.HourSS[i] *= decS
-			d.st.HourN[i] *= decS
-		}
-		for i := range d.st.DowC {
-			d.st.DowC[i] *= decS
-			d.st.DowE[i] *= decS
-			d.st.DowSS[i] *= decS
-			d.st.DowN[i] *= decS
-		}
-		d.seasonOK = false
-		seasonUnit(d.st.HourC[:], d.st.HourE[:], d.st.HourSS[:], d.st.HourN[:], hh, c, d.hrFlat)
-		d.st.DayC += c
-		d.st.DayE += d.hrFlat
+		d.st.decay(decS)
+		d.season.ok = false
+		d.st.rhythm.addHour(hh, c, d.hrFlat)
 		if floorDiv(h, 24) != floorDiv(d.hrIdx, 24) {
-			// The UTC day ended.
-			seasonUnit(d.st.DowC[:], d.st.DowE[:], d.st.DowSS[:], d.st.DowN[:], ww, d.st.DayC, d.st.DayE)
-			d.st.DayC, d.st.DayE = 0, 0
+			d.st.endDay(ww)
 		}
 		dc := math.Min(d.hrDict, 3*d.st.DictRate+10)
 		d.st.DictRate = d.st.DictRate*dec + dc*(1-dec)
 		d.st.Hours++
-		d.phiC, d.phiSlowC = d.phi(), d.phiSlow()
+		d.phiC, d.phiSlowC = d.st.phi(), d.st.phiSlow()
 	}
 	if ce := d.log.Check(zap.DebugLevel, "hour"); ce != nil {
 		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
-			zap.Float64("phi", d.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.cusumAll.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
+			zap.Float64("phi", d.st.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.cusumAll.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
 	d.resetHour()
 	d.hrIdx = h

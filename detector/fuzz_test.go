@@ -70,10 +70,10 @@ func fuzzObserve(t *testing.T, data []byte) {
 				t.Fatalf("statistics not finite: phi %v phiSlow %v s %v sN %v rate %v", d.phiC, d.phiSlowC, d.cusumAll.s, d.cusumNovel.s, d.st.Num/d.st.Den)
 			}
 		}
-		d.computeSeason()
-		for _, x := range append(d.fh[:], d.fw[:]...) {
+		d.season.compute(&d.st.rhythm, d.st.phi())
+		for _, x := range append(d.season.fh[:], d.season.fw[:]...) {
 			if math.IsNaN(x) || x <= 0 {
-				t.Fatalf("rhythm factors %v %v", d.fh, d.fw)
+				t.Fatalf("rhythm factors %v %v", d.season.fh, d.season.fw)
 			}
 		}
 		for _, in := range d.Incidents() {

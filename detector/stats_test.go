@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -199,7 +200,7 @@ func TestSlowDispersionSeesDayLevelSwings(t *testing.T) {
 			next++
 		}
 	}
-	fast, slow := h.d.phi(), h.d.phiSlow()
+	fast, slow := h.d.st.phi(), h.d.st.phiSlow()
 	t.Logf("φ hourly %.2f, 4-hour blocks %.2f", fast, slow)
 	if slow < 1.5*fast {
 		t.Fatalf("φ hourly %.2f, 4-hour blocks %.2f: day-level swings not seen", fast, slow)
@@ -306,5 +307,33 @@ func TestClockJumpIsNotQuietTime(t *testing.T) {
 	}
 	if got := h.d.st.Num / h.d.st.Den; math.Abs(got/rate-1) > 1e-9 || len(h.events("opened")) != 0 {
 		t.Fatalf("after the year-9000 observation: rate %.3g (was %.3g), %d incidents", got, rate, len(h.events("opened")))
+	}
+}
+
+// The rhythm and the dispersion are their own types, embedded: the stored
+// state keeps its flat keys, so a state written before reads the same.
+func TestPersistedStateKeepsItsKeys(t *testing.T) {
+	var p persisted
+	p.HourC[3], p.PhiNum, p.Phi4Den, p.DayC, p.Num = 1.5, 2.5, 3.5, 4.5, 5.5
+	b, err := json.Marshal(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flat map[string]any
+	if err := json.Unmarshal(b, &flat); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"hour_c", "dow_e", "day_c", "phi_num", "phi4_den", "num", "hours"} {
+		if _, ok := flat[k]; !ok {
+			t.Errorf("key %q missing from %s", k, b)
+		}
+	}
+	old := `{"num":5.5,"hour_c":[0,0,0,1.5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0],"phi_num":2.5,"phi4_den":3.5,"day_c":4.5}`
+	var q persisted
+	if err := json.Unmarshal([]byte(old), &q); err != nil {
+		t.Fatal(err)
+	}
+	if q.HourC[3] != 1.5 || q.PhiNum != 2.5 || q.Phi4Den != 3.5 || q.DayC != 4.5 || q.Num != 5.5 {
+		t.Fatalf("decoded %+v", q)
 	}
 }
