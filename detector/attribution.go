@@ -179,27 +179,13 @@ func (d *Detector) canaryHit(t time.Time, id addr.ID, src string, o *ingest.Obse
 		}
 		return
 	}
-	d.st.Seq++
-	in := &Incident{
-		ID:        fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), KindCanary, d.st.Seq),
-		Kind:      KindCanary,
-		State:     StateOpen,
-		StartedAt: t,
-		OpenedAt:  t,
-		UpdatedAt: t,
-		Trigger:   TriggerCanary,
-		Observed:  1,
-		Score:     1,
-	}
+	in := d.newIncident(KindCanary, TriggerCanary, t)
+	in.Observed, in.Score = 1, 1
 	in.CanarySource = src
 	in.add(id, mi, false)
 	a.canaries[src] = in
 	a.canaryUpd[src] = t
-	d.m.active.WithLabelValues(KindCanary).Set(1)
-	d.m.incidents.WithLabelValues(KindCanary).Inc()
-	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", KindCanary), zap.String("canary_source", src),
-		zap.Bool("spam", o.Spam))
-	d.out = append(d.out, in.snapshot(EventOpened, t))
+	d.announce(in, t, zap.String("canary_source", src), zap.Bool("spam", o.Spam))
 }
 
 // attrMinute resolves canary incidents quiet for CanaryQuiet.
@@ -210,16 +196,8 @@ func (d *Detector) attrMinute(t time.Time) {
 		if t.Sub(in.UpdatedAt) < CanaryQuiet {
 			continue
 		}
-		at := t
-		in.State, in.ResolvedAt, in.UpdatedAt = StateResolved, &at, t
 		delete(a.canaries, src)
-		d.resolved = append(d.resolved, in)
-		if len(d.resolved) > keepResolved {
-			d.resolved = d.resolved[len(d.resolved)-keepResolved:]
-		}
-		d.dirtyMeta = true
-		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", KindCanary), zap.Int("recipients", in.Recipients))
-		d.out = append(d.out, in.snapshot(EventResolved, t))
+		d.retire(in, t)
 	}
 	if len(a.canaries) == 0 {
 		d.m.active.WithLabelValues(KindCanary).Set(0)

@@ -889,19 +889,10 @@ func (d *Detector) checkOpen(t time.Time) {
 		d.dirtyMeta = true
 		return
 	}
-	d.st.Seq++
-	in := &Incident{
-		ID:                 fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), kind, d.st.Seq),
-		Kind:               kind,
-		State:              StateOpen,
-		StartedAt:          run[0].t,
-		OpenedAt:           t,
-		UpdatedAt:          t,
-		Trigger:            trigger,
-		Expected:           runExp,
-		Score:              score,
-		DictionaryEvidence: int(ev),
-	}
+	in := d.newIncident(kind, trigger, t)
+	in.StartedAt = run[0].t
+	in.Score = score
+	in.DictionaryEvidence = int(ev)
 	// Expected from the start on: the run's share of its exposure.
 	in.Expected = runExp * float64(len(run)) / obs
 	for _, f := range run {
@@ -911,12 +902,8 @@ func (d *Detector) checkOpen(t time.Time) {
 	d.open[kind] = in
 	d.cusumAll.back, d.cusumNovel.back = 0, 0
 	d.lastUpd[kind] = t
-	d.m.active.WithLabelValues(kind).Set(1)
-	d.m.incidents.WithLabelValues(kind).Inc()
-	d.dirtyMeta = true
-	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", kind), zap.String("trigger", trigger),
-		zap.Int("recipients", in.Recipients), zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
-	d.out = append(d.out, in.snapshot(EventOpened, t))
+	d.announce(in, t, zap.String("trigger", trigger), zap.Int("recipients", in.Recipients),
+		zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
 }
 
 // campaignStart dates a novel-campaign excess from its campaigns' first
@@ -978,20 +965,11 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 	if c < d.o.DictMin || c < 10*e {
 		return
 	}
-	d.st.Seq++
-	in := &Incident{
-		ID:                 fmt.Sprintf("%s-%s-%d", t.Format("20060102T150405Z"), KindDictionary, d.st.Seq),
-		Kind:               KindDictionary,
-		State:              StateOpen,
-		StartedAt:          t.Add(-shortWindow * time.Minute),
-		OpenedAt:           t,
-		UpdatedAt:          t,
-		Trigger:            TriggerDictionaryBurst,
-		Observed:           c,
-		Expected:           e,
-		Score:              c / math.Max(d.o.DictMin, 10*e),
-		DictionaryEvidence: int(c),
-	}
+	in := d.newIncident(KindDictionary, TriggerDictionaryBurst, t)
+	in.StartedAt = t.Add(-shortWindow * time.Minute)
+	in.Observed, in.Expected = c, e
+	in.Score = c / math.Max(d.o.DictMin, 10*e)
+	in.DictionaryEvidence = int(c)
 	cut := t.Add(-shortWindow * time.Minute)
 	for _, r := range d.recentNew {
 		if !r.t.Before(cut) {
@@ -1003,12 +981,7 @@ func (d *Detector) dictEvidence(t time.Time, mi *msgInfo, n int) {
 	}
 	d.open[KindDictionary] = in
 	d.lastUpd[KindDictionary] = t
-	d.m.active.WithLabelValues(KindDictionary).Set(1)
-	d.m.incidents.WithLabelValues(KindDictionary).Inc()
-	d.dirtyMeta = true
-	d.log.Warn("incident opened", zap.String("id", in.ID), zap.String("kind", KindDictionary), zap.String("trigger", in.Trigger),
-		zap.Float64("evidence", c))
-	d.out = append(d.out, in.snapshot(EventOpened, t))
+	d.announce(in, t, zap.String("trigger", in.Trigger), zap.Float64("evidence", c))
 }
 
 // checkResolve closes incidents after a quiet period (hysteresis: opening
@@ -1037,24 +1010,14 @@ func (d *Detector) checkResolve(t time.Time) {
 		if !quiet {
 			continue
 		}
-		at := t
-		in.State = StateResolved
-		in.ResolvedAt = &at
-		in.UpdatedAt = t
 		delete(d.open, k)
 		d.m.active.WithLabelValues(k).Set(0)
-		d.resolved = append(d.resolved, in)
-		if len(d.resolved) > keepResolved {
-			d.resolved = d.resolved[len(d.resolved)-keepResolved:]
-		}
 		if in.Trigger != TriggerDictionaryBurst {
 			// Start afresh: the excess just explained must not
 			// reopen through the windows that still hold it.
 			d.resetRuns()
 			d.win.clearCounts()
 		}
-		d.dirtyMeta = true
-		d.log.Info("incident resolved", zap.String("id", in.ID), zap.String("kind", k), zap.Int("recipients", in.Recipients))
-		d.out = append(d.out, in.snapshot(EventResolved, t))
+		d.retire(in, t)
 	}
 }
