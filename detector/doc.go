@@ -1,6 +1,25 @@
-// Package detector turns observations of relayed mail into recipient state
-// and surge incidents: it knows which established addresses never received
-// spam ("at risk") and notices when many of them start receiving it.
+// Package detector turns observations of relayed mail into surge
+// incidents: through package recipients it knows which established
+// addresses never received spam ("at risk"), and it notices when many of
+// them start receiving it.
+//
+// The data flows one way: ingest.Observation → recipients.Population.Apply
+// (one outcome per recipient) → the statistics here → incidents, which the
+// api and alert packages read through Incidents.
+//
+// Files, one concern each:
+//
+//   - detector.go: the Detector, New, Observe, Tick, Close, persistence;
+//   - clock.go: the only place that steps time (advance, onMinute, onHour);
+//   - model.go: the learned rates; rhythm.go, dispersion.go: the daily and
+//     weekly rhythm and the overdispersion, as small types;
+//   - cusum.go, window.go: the CUSUM type (two of them run) and the minute
+//     ring of the window tests;
+//   - campaign.go: campaign grouping, novelty, dictionary evidence;
+//   - trigger.go: first spams, the tests that open an incident, change-point
+//     dating, resolution; book.go: every incident's life cycle;
+//   - attribution.go: canaries and source-list attribution of incidents;
+//   - names.go: kinds, states, events, triggers.
 //
 // It is pure logic: every method takes the time from the observation (or an
 // explicit now), there are no goroutines and no clocks inside, so the live
@@ -10,9 +29,9 @@
 //
 // # Recipient state
 //
-// Per address (16-byte keyed id): first mail, first spam (minutes), last
-// mail (day), in an open-addressing table of packed 16-byte slots (table.go) keyed by the
-// id's first 64 bits. An address is established once its first mail is
+// Kept by package recipients. Per address (16-byte keyed id): first mail,
+// first spam (minutes), last mail (day), in an open-addressing table of
+// packed 16-byte slots keyed by the id's first 64 bits. An address is established once its first mail is
 // older than Options.Warmup, at risk while established and never spammed,
 // dormant when its last mail is older than Options.Dormant. Only
 // transitions are written to the store (first mail, first spam, and last
