@@ -48,11 +48,12 @@ type Detector struct {
 	pop  *recipients.Population
 	outs []recipients.Outcome // Observe's outcomes (reused)
 
-	started   bool
-	clock     time.Time
-	st        persisted
-	lastFl    time.Time
-	dirtyMeta bool
+	started    bool
+	clock      time.Time
+	futureWarn time.Time // last "observation from the future" log line
+	st         persisted
+	lastFl     time.Time
+	dirtyMeta  bool
 
 	// current hour, for learning
 	hrIdx                  int64
@@ -253,6 +254,15 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 		return nil
 	}
 	t := o.Time.UTC()
+	if d.o.NotAfter != nil {
+		if limit := d.o.NotAfter(); t.After(limit) {
+			d.m.future.Inc()
+			if ce := d.log.Check(zap.WarnLevel, "observation from the future refused"); ce != nil && d.warnFuture(limit) {
+				ce.Write(zap.Time("time", t), zap.Time("not_after", limit))
+			}
+			return nil
+		}
+	}
 	if !d.started {
 		d.start(t)
 	}
@@ -355,6 +365,16 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 	return d.out
 }
 
+// warnFuture rate-limits the log line for refused future observations to
+// one a minute (a client replaying its history at us would flood it).
+func (d *Detector) warnFuture(now time.Time) bool {
+	if now.Sub(d.futureWarn) < time.Minute {
+		return false
+	}
+	d.futureWarn = now
+	return true
+}
+
 // Tick advances the clock without an observation: it resolves incidents,
 // learns, and flushes pending state. Call it about once a second in live
 // mode, from the goroutine that calls Observe.
@@ -388,6 +408,17 @@ func (d *Detector) Close() error {
 
 func (d *Detector) start(t time.Time) {
 	d.started = true
+	if d.o.NotAfter != nil {
+		if limit := d.o.NotAfter(); d.st.Clock.After(limit) {
+			// A clock stored beyond the wall clock (an observation
+			// from the future before max_clock_skew existed, or a
+			// clock set wrong): everything after it would count as
+			// late. Pull it back; the learned rates stay.
+			d.log.Warn("stored clock is ahead of the wall clock; pulled back", zap.Time("stored", d.st.Clock), zap.Time("now", t))
+			d.st.Clock = t
+			d.dirtyMeta = true
+		}
+	}
 	if d.st.Clock.After(t) {
 		// A restart with a clock behind the stored one (replayed
 		// history ahead of real time): keep the stored clock.

@@ -15,6 +15,7 @@ type metrics struct {
 	invalid    prometheus.Counter
 	dictionary prometheus.Counter
 	late       prometheus.Counter
+	future     prometheus.Counter
 	expected   prometheus.Gauge
 	score      prometheus.Gauge
 	warmup     prometheus.Gauge
@@ -40,6 +41,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Recipient addresses rejected as malformed (not counted in any state)."}),
 		dictionary: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_dictionary_recipients_total",
 			Help: "Spam recipients that were never seen before or were rejected by the next hop."}),
+		future: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_detector_future_observations_total",
+			Help: "Observations dated more than detector.max_clock_skew ahead of the wall clock: refused, they never move the detector's clock."}),
 		late: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_detector_late_observations_total",
 			Help: "Observations older than the detector's clock, counted at the clock's time."}),
 		expected: f.NewGauge(prometheus.GaugeOpts{Name: "spamsurge_first_spam_expected_per_hour",

@@ -57,6 +57,14 @@ type Options struct {
 	// (see attribution.go).
 	Attribution Attributor
 
+	// NotAfter, when set, is the latest time the detector's clock may
+	// reach: the wall clock plus detector.max_clock_skew in serve. An
+	// observation dated later is refused (counted, logged) and never moves
+	// the clock, and a stored clock found beyond it at the first
+	// observation is pulled back to it, the learned state kept. Without
+	// it (replay, tests) time is the observations' own.
+	NotAfter func() time.Time
+
 	// RateOverride, when set, replaces the learned expected rate (first
 	// spams per at-risk address-hour at t): the oracle of bench/detection.
 	RateOverride func(t time.Time) float64

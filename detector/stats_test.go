@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
@@ -335,5 +336,66 @@ func TestPersistedStateKeepsItsKeys(t *testing.T) {
 	}
 	if q.HourC[3] != 1.5 || q.PhiNum != 2.5 || q.Phi4Den != 3.5 || q.DayC != 4.5 || q.Num != 5.5 {
 		t.Fatalf("decoded %+v", q)
+	}
+}
+
+// Time from outside cannot blind the detector: with a wall clock
+// (NotAfter), an observation dated 9999 is refused and never moves the
+// clock, and a leak an hour later is still found.
+func TestFutureObservationCannotBlind(t *testing.T) {
+	wall := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) // during the history
+	h := newHarness(t, store.NewMemory(), testKey(t, 1), func(o *Options) {
+		o.NotAfter = func() time.Time { return wall.Add(5 * time.Minute) }
+	})
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := population(h, rng, 3000, 10, 0.002)
+	wall = at
+	h.obs(time.Date(9999, 12, 1, 0, 0, 0, 0, time.UTC), false, user(1))
+	if got := testutil.ToFloat64(h.d.m.future); got != 1 {
+		t.Fatalf("future observations counted %v, want 1", got)
+	}
+	if h.d.clock.After(at.Add(time.Minute)) {
+		t.Fatalf("the detector's clock moved to %v", h.d.clock)
+	}
+	wall = at.Add(2 * time.Hour)
+	var users []int
+	for i := 0; i < 120; i++ {
+		users = append(users, 10+i*7)
+	}
+	in := leak(t, h, at.Add(time.Hour), users, user)
+	if in.Recipients < 50 {
+		t.Fatalf("incident holds %d recipients", in.Recipients)
+	}
+	if got := testutil.ToFloat64(h.d.m.late); got != 0 {
+		t.Fatalf("%v observations counted as late after the refused one", got)
+	}
+}
+
+// A clock stored ahead of the wall clock (before max_clock_skew, a clock
+// set wrong) is pulled back at start, the learned state kept: live mail is
+// not counted as late.
+func TestStoredClockAheadIsPulledBack(t *testing.T) {
+	st, key := store.NewMemory(), testKey(t, 1)
+	h := newHarness(t, st, key, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	at := population(h, rng, 2000, 10, 0.002)
+	rate := h.d.st.Num / h.d.st.Den
+	h.obs(time.Date(9999, 12, 1, 0, 0, 0, 0, time.UTC), false, user(1))
+	if err := h.d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wall := at.Add(time.Hour)
+	h2 := newHarness(t, st, key, func(o *Options) {
+		o.NotAfter = func() time.Time { return wall.Add(5 * time.Minute) }
+	})
+	h2.obs(wall, false, user(2))
+	if got := testutil.ToFloat64(h2.d.m.late); got != 0 {
+		t.Fatalf("live mail counted as late (%v) after a restart with a clock from 9999", got)
+	}
+	if !h2.d.clock.Equal(wall) {
+		t.Fatalf("clock %v, want %v", h2.d.clock, wall)
+	}
+	if got := h2.d.st.Num / h2.d.st.Den; math.Abs(got/rate-1) > 1e-9 {
+		t.Fatalf("learned rate %.3g, was %.3g", got, rate)
 	}
 }
