@@ -19,54 +19,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/internal/testkit"
 	"github.com/spamsurge/spamsurge/sim"
 )
-
-// logWaiter is a logger whose messages a test can wait for, without
-// polling: every entry is also sent on a channel.
-type logWaiter struct {
-	log  *zap.Logger
-	msgs chan string
-	obs  *observer.ObservedLogs
-	// done, when set, is the daemon's exit: waiting ends if it stops.
-	done chan error
-}
-
-func newLogWaiter() *logWaiter {
-	w := &logWaiter{msgs: make(chan string, 1000)}
-	core, obs := observer.New(zapcore.DebugLevel)
-	w.obs = obs
-	w.log = zap.New(zapcore.RegisterHooks(core, func(e zapcore.Entry) error {
-		select {
-		case w.msgs <- e.Message:
-		default:
-		}
-		return nil
-	}))
-	return w
-}
-
-func (w *logWaiter) wait(t *testing.T, msg string) {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case m := <-w.msgs:
-			if m == msg {
-				return
-			}
-		case err := <-w.done:
-			w.done <- err // for the test's own cleanup
-			t.Fatalf("the daemon stopped (%v) before %q was logged; log: %v", err, msg, w.obs.All())
-		case <-deadline:
-			t.Fatalf("no %q logged; log: %v", msg, w.obs.All())
-		}
-	}
-}
 
 type apiIncident struct {
 	ID           string `json:"id"`
@@ -122,30 +79,30 @@ func TestServeCanaryResolveAndReload(t *testing.T) {
 	cfgFile := filepath.Join(dir, "spamsurge.yaml")
 	os.WriteFile(cfgFile, []byte("store: {path: "+cfg.Store.Path+"}\nhttp: {listen: \""+cfg.HTTP.Listen+"\"}\n"), 0o600)
 
-	w := newLogWaiter()
+	w := testkit.NewLogWaiter()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	w.done = done
-	go func() { done <- serve(ctx, cfg, w.log) }()
+	w.Done = done
+	go func() { done <- serve(ctx, cfg, w.Log) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	}()
-	w.wait(t, "http listening")
+	w.Wait(t, "http listening")
 	base := "http://" + cfg.HTTP.Listen
 
 	sent := time.Now()
 	postObservation(t, base, `{"time":"`+sent.UTC().Format(time.RFC3339Nano)+`","rcpt":["alice@example.net","Trap-7F3@example.net"],"spam":false}`)
-	w.wait(t, "incident")
+	w.Wait(t, "incident")
 	t.Logf("canary hit to incident log line: %v wall time", time.Since(sent))
 	ins := incidentsOf(t, base)
 	if len(ins) != 1 || ins[0].Kind != "canary" || ins[0].CanarySource != "billing-db" || ins[0].State != "open" || ins[0].Recipients != 1 {
 		t.Fatalf("incidents %+v", ins)
 	}
-	if w.obs.FilterMessage("incident").FilterField(zap.String("canary_source", "billing-db")).Len() != 1 {
-		t.Fatalf("incident log line without its source: %v", w.obs.FilterMessage("incident").All())
+	if w.Obs.FilterMessage("incident").FilterField(zap.String("canary_source", "billing-db")).Len() != 1 {
+		t.Fatalf("incident log line without its source: %v", w.Obs.FilterMessage("incident").All())
 	}
 
 	customers := filepath.Join(dir, "customers.txt")
@@ -158,18 +115,18 @@ func TestServeCanaryResolveAndReload(t *testing.T) {
 	// SIGHUP with a new canary source's address: it works at once.
 	os.WriteFile(canaries, []byte("trap-7f3@example.net\nbait@example.org\n"), 0o600)
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	w.wait(t, "SIGHUP: attribution lists reloaded")
+	w.Wait(t, "SIGHUP: attribution lists reloaded")
 	postObservation(t, base, `{"time":"`+time.Now().UTC().Format(time.RFC3339Nano)+`","rcpt":["bait@example.org"],"spam":true}`)
-	w.wait(t, "incident")
+	w.Wait(t, "incident")
 	if ins := incidentsOf(t, base); len(ins) != 1 || ins[0].Recipients != 2 {
 		t.Fatalf("after reload: %+v", ins)
 	}
 	// A vanished file: logged, the old lists stay.
 	os.Remove(book)
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	w.wait(t, "reloading lists failed; keeping the previous ones")
+	w.Wait(t, "reloading lists failed; keeping the previous ones")
 
-	for _, e := range w.obs.All() {
+	for _, e := range w.Obs.All() {
 		for _, f := range e.Context {
 			if strings.Contains(f.String, "example.net") || strings.Contains(f.String, "example.org") {
 				t.Fatalf("address in the log: %v", e)
@@ -344,16 +301,16 @@ func TestCanaryThroughTheProxyPages(t *testing.T) {
 	cfg.Store.Path = filepath.Join(dir, "data")
 	cfg.Alerting.AlertmanagerURL = am.URL
 	cfg.Attribution.Canaries = []config.CanaryList{{Source: "addressbook-export", File: canaries}}
-	w := newLogWaiter()
+	w := testkit.NewLogWaiter()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	w.done = done
-	go func() { done <- serve(ctx, cfg, w.log) }()
+	w.Done = done
+	go func() { done <- serve(ctx, cfg, w.Log) }()
 	defer func() {
 		cancel()
 		<-done
 	}()
-	w.wait(t, "http listening")
+	w.Wait(t, "http listening")
 
 	sent := time.Now()
 	msg := "From: a@partner.example\r\nTo: office-42@example.net\r\nSubject: hello\r\n\r\nhi\r\n"
