@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/daemon"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/replay"
@@ -118,10 +119,9 @@ func (d *demo) run(ctx context.Context, n int, seed uint64, httpListen string, l
 		time.Since(start).Round(100*time.Millisecond), len(d.ham), len(d.atRisk))
 
 	// 3. The daemon, for real: proxy, detector, HTTP.
-	log := zap.NewNop()
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- serve(sctx, cfg, log) }()
+	go func() { served <- daemon.Run(sctx, daemon.Options{Config: cfg}) }()
 	defer func() {
 		stop()
 		<-served

@@ -19,6 +19,7 @@ import (
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/daemon"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/store"
 )
@@ -178,7 +179,7 @@ func dialable(listen string) string {
 }
 
 func recipientsFromAPI(ctx context.Context, cfg config.Config, base, incident string) ([]addr.ID, error) {
-	token, err := readToken(cfg.HTTP.TokenFile)
+	token, err := daemon.ReadToken(cfg.HTTP.TokenFile)
 	if err != nil {
 		return nil, err
 	}
