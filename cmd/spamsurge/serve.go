@@ -3,48 +3,49 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"go.uber.org/zap"
 
-	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/daemon"
 )
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "YAML config `file` (default: built-in defaults)")
-	lf := addLogFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: spamsurge serve [--config FILE] [--log-format console|json] [--log-level LEVEL]\n\nRuns the SMTP/LMTP proxy, the detector and the HTTP endpoints until SIGTERM/SIGINT.")
-		fs.PrintDefaults()
+func serveCommand() command {
+	var (
+		cf *configFlag
+		lf *logFlags
+	)
+	return command{
+		name:    "serve",
+		summary: "run the proxy, the detector and the HTTP endpoints",
+		args:    "[--config FILE] [--log-format console|json] [--log-level LEVEL]",
+		help:    "Runs the SMTP/LMTP proxy, the detector and the HTTP endpoints until SIGTERM/SIGINT.\nSIGHUP reloads the attribution lists.",
+		flags: func(fs *flag.FlagSet) {
+			cf = addConfigFlag(fs)
+			lf = addLogFlags(fs, "info")
+		},
+		run: func(ctx context.Context, e *env) error {
+			cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			log, err := lf.logger(e.stderr)
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			reload, stop := notifyReload()
+			defer stop()
+			if err := daemon.Run(ctx, daemon.Options{Config: cfg, Logger: log, Reload: reload}); err != nil {
+				// Said in the log, where an operator of the daemon looks.
+				log.Error("stopped", zap.Error(err))
+				return exitStatus(1)
+			}
+			return nil
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "spamsurge: %v\n", err)
-		return 2
-	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "spamsurge: %v\n", err)
-		return 2
-	}
-	defer log.Sync()
-	reload, stop := notifyReload()
-	defer stop()
-	if err := daemon.Run(ctx, daemon.Options{Config: cfg, Logger: log, Reload: reload}); err != nil {
-		log.Error("stopped", zap.Error(err))
-		return 1
-	}
-	return 0
 }
 
 // notifyReload turns SIGHUP into daemon.Options.Reload until stop is
