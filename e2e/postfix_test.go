@@ -16,7 +16,8 @@ import (
 )
 
 // postfix is a private Postfix instance with its own config directory on
-// loopback ports (see ../shared/notes/postfix-in-tests.md).
+// loopback ports: `postfix -c DIR`, run as root, never touches the
+// system's /etc/postfix service.
 type postfix struct {
 	dir     string
 	submit  string // where swaks submits

@@ -26,41 +26,47 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/daemon"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/replay"
 	"github.com/spamsurge/spamsurge/sim"
 )
 
-// runDemo shows a leak being caught, self-contained: an in-process next hop,
-// synthetic history bootstrapped into a fresh store, then live SMTP through
-// the real proxy, the detector, /metrics and the API.
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	keep := fs.Bool("keep-running", false, "keep serving after the demo (point Prometheus at the /metrics URL); stop with Ctrl-C")
-	addresses := fs.Int("addresses", 5000, "size of the synthetic population")
-	rate := fs.Int("rate", 20, "live messages per second")
-	leakAfter := fs.Duration("leak-after", 15*time.Second, "live traffic before the leak starts")
-	maxWait := fs.Duration("timeout", 3*time.Minute, "give up if no incident opens within this time after the leak")
-	seed := fs.Uint64("seed", 7, "random seed")
-	httpListen := fs.String("http", "127.0.0.1:9464", "HTTP listen address (a free port is used if taken)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: spamsurge demo [--keep-running] [--addresses N] [--rate N]\n\nRuns a self-contained demonstration: no config, no outside server. It\nbootstraps 90 days of synthetic mail history, relays live SMTP traffic through\nthe real proxy to an in-process next hop, starts leaking a list of\nnever-spammed addresses, and shows the incident being opened.")
-		fs.PrintDefaults()
+// demoCommand shows a leak being caught, self-contained: an in-process
+// next hop, synthetic history bootstrapped into a fresh store, then live
+// SMTP through the real proxy, the detector, /metrics and the API.
+func demoCommand() command {
+	var (
+		keep               bool
+		addresses, rate    int
+		leakAfter, maxWait time.Duration
+		seed               uint64
+		httpListen         string
+	)
+	return command{
+		name:    "demo",
+		summary: "watch a leak being caught: self-contained, about a minute",
+		args:    "[--keep-running] [--addresses N] [--rate N]",
+		help:    "Runs a self-contained demonstration: no config, no outside server. It\nbootstraps 90 days of synthetic mail history, relays live SMTP traffic through\nthe real proxy to an in-process next hop, starts leaking a list of\nnever-spammed addresses, and shows the incident being opened.",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&keep, "keep-running", false, "keep serving after the demo (point Prometheus at the /metrics URL); stop with Ctrl-C")
+			fs.IntVar(&addresses, "addresses", 5000, "size of the synthetic population")
+			fs.IntVar(&rate, "rate", 20, "live messages per second")
+			fs.DurationVar(&leakAfter, "leak-after", 15*time.Second, "live traffic before the leak starts")
+			fs.DurationVar(&maxWait, "timeout", 3*time.Minute, "give up if no incident opens within this time after the leak")
+			fs.Uint64Var(&seed, "seed", 7, "random seed")
+			fs.StringVar(&httpListen, "http", "127.0.0.1:9464", "HTTP listen address (a free port is used if taken)")
+		},
+		run: func(ctx context.Context, e *env) error {
+			d := &demo{out: e.stdout, rng: rand.New(rand.NewPCG(seed, 1)), rate: rate}
+			err := d.run(ctx, addresses, seed, httpListen, leakAfter, maxWait, keep)
+			if errors.Is(err, context.Canceled) {
+				return nil // Ctrl-C ends the demo
+			}
+			return err
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	d := &demo{out: stdout, rng: rand.New(rand.NewPCG(*seed, 1)), rate: *rate}
-	if err := d.run(ctx, *addresses, *seed, *httpListen, *leakAfter, *maxWait, *keep); err != nil {
-		if errors.Is(err, context.Canceled) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "spamsurge demo: %v\n", err)
-		return 1
-	}
-	return 0
 }
 
 type demo struct {
@@ -118,10 +124,9 @@ func (d *demo) run(ctx context.Context, n int, seed uint64, httpListen string, l
 		time.Since(start).Round(100*time.Millisecond), len(d.ham), len(d.atRisk))
 
 	// 3. The daemon, for real: proxy, detector, HTTP.
-	log := zap.NewNop()
 	sctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- serve(sctx, cfg, log) }()
+	go func() { served <- daemon.Run(sctx, daemon.Options{Config: cfg}) }()
 	defer func() {
 		stop()
 		<-served

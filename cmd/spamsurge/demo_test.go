@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
 )
@@ -14,7 +13,7 @@ func TestDemoCatchesTheLeak(t *testing.T) {
 		t.Skip("runs the whole demo")
 	}
 	var out, errb bytes.Buffer
-	code := runDemo(context.Background(), []string{"--http", "127.0.0.1:0", "--leak-after", "3s", "--addresses", "3000", "--timeout", "90s"}, &out, &errb)
+	code := run([]string{"demo", "--http", "127.0.0.1:0", "--leak-after", "3s", "--addresses", "3000", "--timeout", "90s"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("demo exited %d: %s\n%s", code, errb.String(), out.String())
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/daemon"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/store"
 )
@@ -28,37 +29,36 @@ import (
 // the one place spamsurge ever writes a plaintext address, by design, and
 // only the candidates that match; everything else (counts, errors) goes to
 // stderr without addresses.
-func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("resolve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "YAML config `file` of the daemon (key, store, http.listen, tags)")
-	incident := fs.String("incident", "", "incident `id`")
-	addresses := fs.String("addresses", "", "`file` of candidate addresses, one per line (# comments, blank lines skipped)")
-	tag := fs.String("tag", "", "only addresses in this source tag's list (attribution.tags `name`)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: spamsurge resolve --config FILE --incident ID --addresses FILE [--tag NAME]\n\n"+
-			"Prints the candidate addresses that belong to the incident, matched by keyed hash.\n"+
-			"The incident's hashes come from the running daemon's API, or from the store when\n"+
-			"the daemon is stopped. A summary (counts only) goes to stderr.")
-		fs.PrintDefaults()
+func resolveCommand() command {
+	var (
+		cf                       *configFlag
+		incident, addresses, tag string
+	)
+	return command{
+		name:    "resolve",
+		summary: "print the addresses from a file that belong to an incident",
+		args:    "--config FILE --incident ID --addresses FILE [--tag NAME]",
+		help: "Prints the candidate addresses that belong to the incident, matched by keyed hash.\n" +
+			"The incident's hashes come from the running daemon's API, or from the store when\n" +
+			"the daemon is stopped. A summary (counts only) goes to stderr. --config is the\n" +
+			"daemon's own file: resolve reads its key, store, http.listen and tags.",
+		flags: func(fs *flag.FlagSet) {
+			cf = addConfigFlag(fs)
+			fs.StringVar(&incident, "incident", "", "incident `id`")
+			fs.StringVar(&addresses, "addresses", "", "`file` of candidate addresses, one per line (# comments, blank lines skipped)")
+			fs.StringVar(&tag, "tag", "", "only addresses in this source tag's list (attribution.tags `name`)")
+		},
+		run: func(ctx context.Context, e *env) error {
+			if incident == "" || addresses == "" || len(e.args) > 0 {
+				return errUsage
+			}
+			cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			return resolve(ctx, cfg, incident, addresses, tag, e.stdout, e.stderr)
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *incident == "" || *addresses == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "spamsurge resolve: %v\n", err)
-		return 2
-	}
-	if err := resolve(ctx, cfg, *incident, *addresses, *tag, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "spamsurge resolve: %v\n", err)
-		return 1
-	}
-	return 0
 }
 
 func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag string, stdout, stderr io.Writer) error {
@@ -178,7 +178,7 @@ func dialable(listen string) string {
 }
 
 func recipientsFromAPI(ctx context.Context, cfg config.Config, base, incident string) ([]addr.ID, error) {
-	token, err := readToken(cfg.HTTP.TokenFile)
+	token, err := daemon.ReadToken(cfg.HTTP.TokenFile)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"runtime"
 	"runtime/debug"
 )
@@ -12,14 +10,16 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+func versionCommand() command {
+	return command{
+		name:    "version",
+		summary: "print the version",
+		help:    "Prints spamsurge's version and the Go release it was built with.",
+		run: func(_ context.Context, e *env) error {
+			fmt.Fprintf(e.stdout, "spamsurge %s (%s)\n", versionString(), runtime.Version())
+			return nil
+		},
 	}
-	fmt.Fprintf(stdout, "spamsurge %s (%s)\n", versionString(), runtime.Version())
-	return 0
 }
 
 func versionString() string {

@@ -1,6 +1,7 @@
 // Package testkit holds what the tests that run real programs share (e2e,
-// deploy): tools looked up the CI way, free loopback ports, a log capture
-// and the daemon built once. Only tests import it.
+// deploy, and the in-process daemon tests of daemon and cmd/spamsurge):
+// tools looked up the CI way, free loopback ports, log captures and the
+// daemon built once. Only tests import it.
 package testkit
 
 import (
@@ -13,6 +14,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Need returns the path of a tool, trying paths and then name on $PATH.
@@ -105,4 +110,50 @@ func WriteFile(t testing.TB, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// LogWaiter is a logger whose messages a test can wait for without
+// polling: every entry is also sent on a channel.
+type LogWaiter struct {
+	Log *zap.Logger
+	Obs *observer.ObservedLogs
+	// Done, when set, is the daemon's exit: waiting ends if it stops.
+	Done chan error
+
+	msgs chan string
+}
+
+// NewLogWaiter returns a LogWaiter that records every level.
+func NewLogWaiter() *LogWaiter {
+	w := &LogWaiter{msgs: make(chan string, 1000)}
+	core, obs := observer.New(zapcore.DebugLevel)
+	w.Obs = obs
+	w.Log = zap.New(zapcore.RegisterHooks(core, func(e zapcore.Entry) error {
+		select {
+		case w.msgs <- e.Message:
+		default:
+		}
+		return nil
+	}))
+	return w
+}
+
+// Wait waits up to 20 s for msg among the messages no earlier Wait has
+// passed over.
+func (w *LogWaiter) Wait(t testing.TB, msg string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case m := <-w.msgs:
+			if m == msg {
+				return
+			}
+		case err := <-w.Done:
+			w.Done <- err // for the test's own cleanup
+			t.Fatalf("the daemon stopped (%v) before %q was logged; log: %v", err, msg, w.Obs.All())
+		case <-deadline:
+			t.Fatalf("no %q logged; log: %v", msg, w.Obs.All())
+		}
+	}
 }

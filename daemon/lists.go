@@ -1,18 +1,13 @@
-package main
+package daemon
 
 import (
 	"context"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
-	"github.com/spamsurge/spamsurge/detector"
 )
 
 // openLists loads attribution.tags and attribution.canaries (nil when none
@@ -23,39 +18,42 @@ func openLists(cfg config.Config, reg prometheus.Registerer, log *zap.Logger) (*
 	if len(a.Tags) == 0 && len(a.Canaries) == 0 {
 		return nil, nil
 	}
-	key, err := addr.LoadKey(detector.KeyFile(cfg))
+	o, err := listsOptions(cfg, reg, log)
 	if err != nil {
 		return nil, err
 	}
-	return attribution.New(attribution.Options{Config: attribution.ConfigFrom(cfg, key), Registerer: reg, Logger: log})
+	return attribution.New(o)
 }
 
-// watchHUP reloads the lists on every SIGHUP until the returned stop is
-// called (the old lists stay in use when a reload fails; Reload logs and
-// counts that). SIGHUP is caught from the moment it returns, even without
-// lists, so it never kills the daemon.
-func watchHUP(lists *attribution.Set, log *zap.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// reloadOn reloads the lists on every receive from reload until the
+// returned stop is called (the old lists stay in use when a reload fails;
+// Reload logs and counts that). A reload asked for without lists is
+// logged and ignored.
+func reloadOn(reload <-chan struct{}, lists *attribution.Set, log *zap.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		reloadOn(ctx, hup, lists, log)
+		reloadLoop(ctx, reload, lists, log)
 	}()
 	return func() {
-		signal.Stop(hup)
 		cancel()
 		<-done
 	}
 }
 
-func reloadOn(ctx context.Context, hup <-chan os.Signal, lists *attribution.Set, log *zap.Logger) {
+// The messages name SIGHUP: in the real daemon that is what sends on
+// reload, and operators know the reload by it.
+func reloadLoop(ctx context.Context, reload <-chan struct{}, lists *attribution.Set, log *zap.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case _, ok := <-reload:
+			if !ok {
+				reload = nil // closed: no more reloads, and no busy loop
+				continue
+			}
 			if lists == nil {
 				log.Info("SIGHUP: no attribution lists configured, nothing to reload")
 				continue

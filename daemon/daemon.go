@@ -1,0 +1,262 @@
+// Package daemon is a serving spamsurge process: the SMTP/LMTP proxy, the
+// detector fed through one bounded queue, the HTTP endpoints and the
+// Alertmanager pusher, wired from one config.Config and run until a
+// context ends.
+//
+// It never reads os.Args and never handles a signal (cmd/spamsurge does,
+// and turns SIGHUP into Options.Reload), so tests and other binaries can
+// run the daemon in-process, as Alertmanager's app package allows.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/alert"
+	"github.com/spamsurge/spamsurge/api"
+	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest"
+	"github.com/spamsurge/spamsurge/smtpd"
+)
+
+// Options configure Run. The zero value runs the daemon on the built-in
+// defaults, like `spamsurge serve` without --config.
+type Options struct {
+	// Config is the daemon's configuration, as config.Load returns it
+	// (Run does not validate it again); the zero value means
+	// config.Default().
+	Config config.Config
+	// Logger is the process logger; components log under their own
+	// names. Nil logs nowhere.
+	Logger *zap.Logger
+	// Registerer receives every component's metrics and Gatherer serves
+	// them on /metrics. When both are nil Run builds its own registry
+	// with the Go and process collectors, as a real daemon exports them;
+	// when one is nil the other must be a *prometheus.Registry (or both
+	// a Registerer and a Gatherer).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Reload reloads the attribution lists (tags and canaries) on every
+	// receive; cmd/spamsurge sends on it for SIGHUP. A failed reload keeps
+	// the old lists (it is logged and counted). Nil, or closed, means no
+	// reloads.
+	Reload <-chan struct{}
+}
+
+// setDefaults fills in what the zero value leaves out.
+func (o *Options) setDefaults() error {
+	if reflect.ValueOf(o.Config).IsZero() {
+		o.Config = config.Default()
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Registerer == nil && o.Gatherer == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		o.Registerer, o.Gatherer = reg, reg
+	}
+	if o.Gatherer == nil {
+		g, ok := o.Registerer.(prometheus.Gatherer)
+		if !ok {
+			return errors.New("daemon: Options.Registerer is not a Gatherer and Options.Gatherer is nil")
+		}
+		o.Gatherer = g
+	}
+	if o.Registerer == nil {
+		r, ok := o.Gatherer.(prometheus.Registerer)
+		if !ok {
+			return errors.New("daemon: Options.Gatherer is not a Registerer and Options.Registerer is nil")
+		}
+		o.Registerer = r
+	}
+	return nil
+}
+
+// Run wires the components and serves until ctx is done and everything has
+// shut down: the proxy drains the mail in flight, then the HTTP side, the
+// queue and the detector stop and the store is flushed. The error says
+// what could not start (a listener, a list file, a TLS certificate) or
+// how the proxy or the HTTP server failed; an unavailable detector is no
+// error (mail still flows, the log and /readyz say why).
+func Run(ctx context.Context, o Options) error {
+	if err := o.setDefaults(); err != nil {
+		return err
+	}
+	cfg, log, reg := o.Config, o.Logger, o.Registerer
+
+	opts, err := smtpOptions(cfg)
+	if err != nil {
+		return err
+	}
+	// Every source (the proxy, the HTTP push) feeds the detector through
+	// one bounded queue.
+	queue := ingest.NewQueue(cfg.Detector.QueueSize, reg)
+	opts.Logger = log
+	opts.Registerer = reg
+	opts.Sink = queue
+	proxy, err := smtpd.New(opts)
+	if err != nil {
+		return err
+	}
+
+	// The detector fails open: without it (a corrupt store, an unreadable
+	// key) mail still flows, the reason is logged and /readyz says it.
+	dlog := log.Named("detector")
+	// Source lists (attribution.tags, .canaries): a missing file stops
+	// the start; o.Reload reloads them (lists.go).
+	lists, err := openLists(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer reloadOn(o.Reload, lists, log)()
+	det, detErr := detector.Open(cfg, reg, dlog)
+	if det != nil && lists != nil {
+		det.SetAttribution(lists)
+	}
+	if detErr != nil {
+		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
+	}
+	// The detector is fed from the queue's goroutine only; its Incidents
+	// snapshot is safe to read from the HTTP and alerting side.
+	var pusher *alert.Pusher
+	if cfg.Alerting.AlertmanagerURL != "" {
+		pusher, err = alert.New(alertOptions(cfg, log, reg))
+		if err != nil {
+			return err
+		}
+	}
+	publish := func(evs []detector.Event) {
+		if len(evs) > 0 && pusher != nil {
+			pusher.Update(det.Incidents())
+		}
+		logEvents(dlog, evs)
+	}
+	consume := func(ob ingest.Observation) {
+		if ce := dlog.Check(zap.DebugLevel, "observation"); ce != nil {
+			ce.Write(zap.Int("rcpt", len(ob.Rcpt)), zap.Int("rejected", len(ob.Rejected)), zap.Bool("spam", ob.Spam))
+		}
+		if det != nil {
+			publish(det.Observe(ob))
+		}
+	}
+	tick := func(now time.Time) {
+		if det != nil {
+			publish(det.Tick(now.UTC()))
+		}
+	}
+	if det != nil && pusher != nil {
+		// Incidents still open from before a restart are announced again.
+		pusher.Update(det.Incidents())
+	}
+	token, err := ReadToken(cfg.HTTP.TokenFile)
+	if err != nil {
+		return err
+	}
+	apiOpts := api.Options{
+		Gatherer: o.Gatherer, Logger: log.Named("http"), Token: token,
+		Incidents: func() []detector.Incident {
+			if det == nil {
+				return nil
+			}
+			return det.Incidents()
+		},
+	}
+	if det != nil {
+		apiOpts.Submit = func(obs []ingest.Observation) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if queue.Submit(ctx, obs) != nil {
+				return api.ErrBusy
+			}
+			return nil
+		}
+	}
+	apiOpts.Ready = func() error {
+		if detErr != nil {
+			return fmt.Errorf("detector unavailable: %w", detErr)
+		}
+		return proxy.Ready()
+	}
+	if err := proxy.Listen(); err != nil {
+		return fmt.Errorf("smtp.listen: %w", err)
+	}
+	hln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen: %w", err)
+	}
+	log.Info("http listening", zap.String("address", hln.Addr().String()))
+
+	// The proxy stops first (it drains mail); the HTTP side and the
+	// detector follow, so metrics stay scrapeable during the drain.
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	var wg sync.WaitGroup
+	var httpErr error
+	if pusher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pusher.Run(hctx)
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		httpErr = api.Serve(hctx, hln, api.Handler(apiOpts))
+	}()
+	go func() {
+		defer wg.Done()
+		queue.Run(hctx, consume, tick, time.Second)
+	}()
+	err = proxy.Serve(ctx)
+	hcancel()
+	wg.Wait()
+	if det != nil {
+		// Flush the state transitions not yet written.
+		if cerr := det.Close(); cerr != nil {
+			dlog.Error("closing the store", zap.Error(cerr))
+		}
+	}
+	if err == nil && httpErr != nil && !errors.Is(httpErr, net.ErrClosed) {
+		err = httpErr
+	}
+	return err
+}
+
+// logEvents writes one line per incident event: ids, counts and campaign
+// keys, never an address.
+func logEvents(log *zap.Logger, evs []detector.Event) {
+	for _, ev := range evs {
+		fields := []zap.Field{
+			zap.String("event", ev.Event), zap.String("id", ev.ID), zap.String("kind", ev.Kind),
+			zap.Int("recipients", ev.Recipients), zap.Float64("observed", ev.Observed),
+			zap.Float64("expected", ev.Expected), zap.Float64("score", ev.Score),
+			zap.Time("started_at", ev.StartedAt), zap.String("trigger", ev.Trigger),
+			zap.Float64("dormant_share", ev.DormantShare),
+		}
+		if c := ev.Campaigns.SenderDomain; len(c) > 0 {
+			fields = append(fields, zap.String("top_sender_domain", c[0].Key), zap.Float64("top_sender_domain_share", c[0].Share))
+		}
+		if c := ev.Campaigns.ClientNetwork; len(c) > 0 {
+			fields = append(fields, zap.String("top_client_network", c[0].Key))
+		}
+		if ev.TopSource != "" {
+			fields = append(fields, zap.String("top_tag", ev.TopTag), zap.String("top_source", ev.TopSource))
+		}
+		if ev.CanarySource != "" {
+			fields = append(fields, zap.String("canary_source", ev.CanarySource))
+		}
+		log.Warn("incident", fields...)
+	}
+}
