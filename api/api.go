@@ -35,6 +35,10 @@ type Options struct {
 	// Submit hands observations to the detector, or returns ErrBusy.
 	Submit       func([]ingest.Observation) error
 	MaxBodyBytes int64
+	// NotAfter, when set, is the latest time an observation may carry
+	// (the wall clock plus detector.max_clock_skew): a later one makes
+	// the request a 400 naming the line.
+	NotAfter func() time.Time
 }
 
 // Handler builds the HTTP routes.

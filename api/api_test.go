@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -167,5 +168,25 @@ func TestAPIObservations(t *testing.T) {
 	}
 	if code, _ := req(t, h, "GET", "/api/v1/observations", "127.0.0.1:1", "", ""); code != 404 && code != 405 {
 		t.Errorf("GET observations: %d", code)
+	}
+}
+
+// An observation dated further ahead than the server's clock allows is
+// refused with 400 naming the line, and nothing of the body is taken.
+func TestAPIObservationFromTheFuture(t *testing.T) {
+	var got []ingest.Observation
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	h := Handler(Options{Gatherer: prometheus.NewRegistry(), Logger: zap.NewNop(),
+		NotAfter: func() time.Time { return now.Add(5 * time.Minute) },
+		Submit:   func(obs []ingest.Observation) error { got = append(got, obs...); return nil }})
+	body := `{"time":"2026-12-01T12:03:00Z","rcpt":["alice@example.net"],"spam":true}` + "\n" +
+		`{"time":"9999-12-01T00:00:00Z","rcpt":["bob@example.net"],"spam":false}` + "\n"
+	code, resp := req(t, h, "POST", "/api/v1/observations", "127.0.0.1:1", "", body)
+	if code != 400 || !strings.Contains(resp, `"line": 2`) || !strings.Contains(resp, "max_clock_skew") || len(got) != 0 {
+		t.Fatalf("future line: %d %s (%d submitted)", code, resp, len(got))
+	}
+	// Within the skew it is taken.
+	if code, resp := req(t, h, "POST", "/api/v1/observations", "127.0.0.1:1", "", strings.SplitAfter(body, "\n")[0]); code != 202 {
+		t.Fatalf("observation 3 minutes ahead: %d %s", code, resp)
 	}
 }

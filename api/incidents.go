@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/ingest"
@@ -180,6 +181,12 @@ func (o *Options) postObservations(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		ob, err := ingest.Parse(line)
+		if err == nil && o.NotAfter != nil {
+			if limit := o.NotAfter(); ob.Time.After(limit) {
+				err = fmt.Errorf("time %s is ahead of this server's clock by more than detector.max_clock_skew (%s)",
+					ob.Time.UTC().Format(time.RFC3339), limit.UTC().Format(time.RFC3339))
+			}
+		}
 		if err != nil {
 			bad++
 			if len(errs) < maxLineErrors {

@@ -130,6 +130,9 @@ type Detector struct {
 	// FlushInterval bounds how long recipient state transitions wait in
 	// memory before a synced write: what a crash can lose.
 	FlushInterval Duration `yaml:"flush_interval"`
+	// MaxClockSkew: in serve, an observation dated further ahead of the
+	// wall clock is refused and never moves the detector's clock.
+	MaxClockSkew Duration `yaml:"max_clock_skew"`
 }
 
 // Alerting is where incidents are pushed.
@@ -218,6 +221,7 @@ func Default() Config {
 			FoldLocalPart:        true,
 			SubaddressSeparators: "+",
 			FlushInterval:        Duration(time.Second),
+			MaxClockSkew:         Duration(5 * time.Minute),
 		},
 	}
 }
@@ -402,7 +406,7 @@ func (c *Config) Validate() error {
 		"smtp.shutdown_timeout": c.SMTP.ShutdownTimeout, "downstream.connect_timeout": c.Downstream.ConnectTimeout,
 		"downstream.command_timeout": c.Downstream.CommandTimeout, "downstream.data_timeout": c.Downstream.DataTimeout,
 		"detector.warmup": c.Detector.Warmup, "detector.dormant": c.Detector.Dormant,
-		"detector.flush_interval": c.Detector.FlushInterval,
+		"detector.flush_interval": c.Detector.FlushInterval, "detector.max_clock_skew": c.Detector.MaxClockSkew,
 	} {
 		if d <= 0 {
 			bad(key, "must be a positive duration")

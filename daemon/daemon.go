@@ -120,7 +120,12 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer reloadOn(o.Reload, lists, log)()
-	det, detErr := detector.Open(cfg, reg, dlog)
+	// Live time is the wall clock's: an observation from further ahead
+	// than max_clock_skew (a bad clock, a bogus POST) must not move the
+	// detector's clock, or everything after it would count as late.
+	skew := cfg.Detector.MaxClockSkew.D()
+	notAfter := func() time.Time { return time.Now().Add(skew) }
+	det, detErr := detector.OpenWith(cfg, reg, dlog, func(o *detector.Options) { o.NotAfter = notAfter })
 	if det != nil && lists != nil {
 		det.SetAttribution(lists)
 	}
@@ -164,7 +169,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	apiOpts := api.Options{
-		Gatherer: o.Gatherer, Logger: log.Named("http"), Token: token,
+		Gatherer: o.Gatherer, Logger: log.Named("http"), Token: token, NotAfter: notAfter,
 		Incidents: func() []detector.Incident {
 			if det == nil {
 				return nil

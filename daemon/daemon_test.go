@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -206,5 +207,30 @@ func TestRegistererWithoutGatherer(t *testing.T) {
 	err := daemon.Run(context.Background(), daemon.Options{Config: testConfig(t, t.TempDir()), Registerer: reg})
 	if err == nil || !strings.Contains(err.Error(), "Gatherer") {
 		t.Fatalf("Registerer without Gatherer: %v", err)
+	}
+}
+
+// Tried as a new user would: an observation dated 9999-12-01 posted to the
+// running daemon is refused with 400 naming the line (it would have moved
+// the detector's clock and blinded it), and live-dated ones are taken.
+func TestServeRefusesObservationsFromTheFuture(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	start(t, daemon.Options{Config: cfg})
+	base := "http://" + cfg.HTTP.Listen
+	send := func(ts string) (int, string) {
+		body := `{"time":"` + ts + `","rcpt":["alice@example.net"],"spam":false}` + "\n"
+		resp, err := http.Post(base+"/api/v1/observations", "application/x-ndjson", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := send("9999-12-01T00:00:00Z"); code != 400 || !strings.Contains(body, `"line": 1`) || !strings.Contains(body, "max_clock_skew") {
+		t.Fatalf("year 9999: %d %s", code, body)
+	}
+	if code, body := send(time.Now().UTC().Format(time.RFC3339)); code != 202 {
+		t.Fatalf("now: %d %s", code, body)
 	}
 }

@@ -42,12 +42,22 @@ type Options struct {
 	OnMalformed func(name string, line int, err error)
 	// MaxLine bounds one line (default 1 MiB).
 	MaxLine int
+	// MaxJump is how far an observation may be ahead of the stream
+	// before it needs the next observation to confirm it (default 24
+	// hours; negative: no check). One that the next observation does not
+	// follow (it is back, more than MaxJump earlier) is a bogus
+	// timestamp: it is reported through OnMalformed, counted in
+	// Stats.Jumps and skipped, so it cannot move the detector's clock. A
+	// real gap (a stopped daemon, rotated logs with a hole) is followed by
+	// more observations after it and is kept.
+	MaxJump time.Duration
 }
 
 // Stats summarises a run.
 type Stats struct {
 	Lines, Observations, Malformed, Recipients int
 	Events                                     int
+	Jumps                                      int // observations skipped as bogus time jumps
 	First, Last                                time.Time
 }
 
@@ -74,6 +84,9 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 	}
 	if o.MaxLine <= 0 {
 		o.MaxLine = 1 << 20
+	}
+	if o.MaxJump == 0 {
+		o.MaxJump = 24 * time.Hour
 	}
 	var st Stats
 	h := &obsHeap{}
@@ -102,6 +115,36 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 	defer close(stop)
 	batches := make(chan *batch, 4)
 	go produce(ctx, o.MaxLine, inputs, batches, stop)
+	// A jump ahead waits for the next observation (suspect) to say whether
+	// the stream really moved there.
+	var suspect *parsed
+	var lastT time.Time
+	jumped := func(it *parsed) {
+		st.Jumps++
+		if o.OnMalformed != nil {
+			o.OnMalformed(it.name, it.line, fmt.Errorf("time %s jumps more than %s ahead of the stream, which does not follow it: skipped",
+				it.o.Time.UTC().Format(time.RFC3339), o.MaxJump))
+		}
+	}
+	accept := func(ob *ingest.Observation) error {
+		if ob.Time.After(lastT) {
+			lastT = ob.Time
+		}
+		if o.Reorder < 0 {
+			return emit(ob)
+		}
+		if ob.Time.After(maxSeen) {
+			maxSeen = ob.Time
+		}
+		seq++
+		heap.Push(h, item{ob, seq})
+		for h.Len() > 0 && (*h)[0].o.Time.Before(maxSeen.Add(-o.Reorder)) {
+			if err := emit(heap.Pop(h).(item).o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for b := range batches {
 		st.Lines += b.lines
 		for i := range b.items {
@@ -116,27 +159,29 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 				}
 				continue
 			}
-			ob := &it.o
-			if o.Reorder < 0 {
-				if err := emit(ob); err != nil {
+			if suspect != nil {
+				if it.o.Time.Before(suspect.o.Time.Add(-o.MaxJump)) {
+					jumped(suspect)
+				} else if err := accept(&suspect.o); err != nil {
 					return st, err
 				}
+				suspect = nil
+			}
+			if o.MaxJump > 0 && !lastT.IsZero() && it.o.Time.After(lastT.Add(o.MaxJump)) {
+				suspect = it
 				continue
 			}
-			if ob.Time.After(maxSeen) {
-				maxSeen = ob.Time
-			}
-			seq++
-			heap.Push(h, item{ob, seq})
-			for h.Len() > 0 && (*h)[0].o.Time.Before(maxSeen.Add(-o.Reorder)) {
-				if err := emit(heap.Pop(h).(item).o); err != nil {
-					return st, err
-				}
+			if err := accept(&it.o); err != nil {
+				return st, err
 			}
 		}
 		if b.fatal != nil {
 			return st, b.fatal
 		}
+	}
+	if suspect != nil {
+		// Nothing after it to confirm the jump.
+		jumped(suspect)
 	}
 	for h.Len() > 0 {
 		if err := emit(heap.Pop(h).(item).o); err != nil {

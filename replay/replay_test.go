@@ -115,3 +115,43 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A single line dated far ahead of the stream is a bogus timestamp: it is
+// reported and skipped, and the detector's clock never sees it. A real gap
+// (more lines follow it) is kept.
+func TestTimeJumpSkippedRealGapKept(t *testing.T) {
+	line := func(ts string, rcpt string) string {
+		return `{"time":"` + ts + `","rcpt":["` + rcpt + `"],"spam":false}`
+	}
+	in := strings.Join([]string{
+		line("2026-05-13T10:00:00Z", "a@example.net"),
+		line("2026-05-13T10:01:00Z", "b@example.net"),
+		line("9999-12-01T00:00:00Z", "bogus@example.net"),
+		line("2026-05-13T10:02:00Z", "c@example.net"),
+		line("2026-05-17T08:00:00Z", "after-gap@example.net"), // four days later: a hole in the log
+		line("2026-05-17T08:01:00Z", "d@example.net"),
+		line("9999-01-01T00:00:00Z", "last-bogus@example.net"), // nothing after it
+	}, "\n")
+	r := &recorder{}
+	var reported []int
+	st, err := Run(context.Background(), Options{Detector: r, OnMalformed: func(_ string, line int, err error) {
+		if !strings.Contains(err.Error(), "jumps") {
+			t.Errorf("line %d: %v", line, err)
+		}
+		reported = append(reported, line)
+	}}, Input{Name: "f", R: strings.NewReader(in)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range r.obs {
+		got = append(got, o.Rcpt[0])
+	}
+	want := "a@example.net b@example.net c@example.net after-gap@example.net d@example.net"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("detector saw %v, want %s", got, want)
+	}
+	if st.Jumps != 2 || len(reported) != 2 || reported[0] != 3 || reported[1] != 7 {
+		t.Fatalf("jumps %d, reported lines %v; want 2: lines 3 and 7", st.Jumps, reported)
+	}
+}

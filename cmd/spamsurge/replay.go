@@ -133,6 +133,9 @@ func replayCommand() command {
 			for _, k := range kinds {
 				fmt.Fprintf(e.stderr, ", %d %s opened", opened[k], k)
 			}
+			if st.Jumps > 0 {
+				fmt.Fprintf(e.stderr, "; %d time jumps skipped", st.Jumps)
+			}
 			fmt.Fprintf(e.stderr, "; %.1fs (%.0f observations/s)\n", elapsed.Seconds(), float64(st.Observations)/elapsed.Seconds())
 			var me *replay.MalformedError
 			switch {
