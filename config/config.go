@@ -133,6 +133,9 @@ type Detector struct {
 	// MaxClockSkew: in serve, an observation dated further ahead of the
 	// wall clock is refused and never moves the detector's clock.
 	MaxClockSkew Duration `yaml:"max_clock_skew"`
+	// ForgetAfter: addresses without mail for this long are dropped from
+	// the state (0: never).
+	ForgetAfter Duration `yaml:"forget_after"`
 }
 
 // Alerting is where incidents are pushed.
@@ -222,6 +225,7 @@ func Default() Config {
 			SubaddressSeparators: "+",
 			FlushInterval:        Duration(time.Second),
 			MaxClockSkew:         Duration(5 * time.Minute),
+			ForgetAfter:          Duration(400 * 24 * time.Hour),
 		},
 	}
 }
@@ -407,6 +411,7 @@ func (c *Config) Validate() error {
 		"downstream.command_timeout": c.Downstream.CommandTimeout, "downstream.data_timeout": c.Downstream.DataTimeout,
 		"detector.warmup": c.Detector.Warmup, "detector.dormant": c.Detector.Dormant,
 		"detector.flush_interval": c.Detector.FlushInterval, "detector.max_clock_skew": c.Detector.MaxClockSkew,
+		"detector.forget_after": c.Detector.ForgetAfter,
 	} {
 		if d <= 0 {
 			bad(key, "must be a positive duration")
@@ -463,6 +468,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Detector.Learn < 0 {
 		bad("detector.learn", "must not be negative")
+	}
+	if fa := c.Detector.ForgetAfter; fa > 0 && (fa <= c.Detector.Dormant || fa <= c.Detector.Warmup) {
+		bad("detector.forget_after", "%s must be longer than detector.dormant and detector.warmup (or 0: never forget)", fa.D())
 	}
 	if strings.ContainsAny(c.Detector.SubaddressSeparators, "@\" \t") {
 		bad("detector.subaddress_separators", "%q must not contain @, quotes or spaces", c.Detector.SubaddressSeparators)

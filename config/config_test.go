@@ -59,6 +59,7 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"smtp:\n  protocol: esmtp\n", []string{"line 2", "smtp.protocol", "esmtp"}},
 		{"smtp:\n  bare_newline: ignore\n", []string{"line 2", "smtp.bare_newline"}},
 		{"smtp:\n  nul: keep\n", []string{"line 2", "smtp.nul", "reject or strip"}},
+		{"detector:\n  forget_after: 240h\n", []string{"detector.forget_after", "longer than detector.dormant"}},
 		{"downstream:\n  tls: sometimes\n", []string{"line 2", "downstream.tls"}},
 		{"downstream:\n  data_timeout: 120s\n", []string{"line 2", "downstream.data_timeout", "100s"}},
 		{"detector:\n  warmup: soon\n", []string{"line 2", "not a duration"}},

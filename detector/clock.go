@@ -107,6 +107,7 @@ func (d *Detector) onMinute(t time.Time, m int64) {
 }
 
 func (d *Detector) onHour(t time.Time, h int64) {
+	newDay := floorDiv(h, 24) != floorDiv(d.hrIdx, 24)
 	// Learn the finished hour. While an incident is open the hour counts
 	// as expected at most, so an excess never teaches itself as normal.
 	{
@@ -165,8 +166,11 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	d.prevSend, d.senders = d.senders, d.prevSend
 	clear(d.senders)
 	clear(d.groups)
-	// Maturation.
+	// Maturation, and once a day retention.
 	d.pop.Mature(h)
+	if newDay {
+		d.forget(t)
+	}
 	d.m.atRisk.Set(float64(d.pop.AtRisk()))
 	if d.st.Warm && !d.st.WarmUntil.IsZero() && !t.Before(d.st.WarmUntil) {
 		d.st.Warm = false
@@ -182,4 +186,17 @@ func (d *Detector) onHour(t time.Time, h int64) {
 func (d *Detector) resetHour() {
 	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
 	d.hrNovel, d.hrNovExp = 0, 0
+}
+
+// forget drops the addresses without mail for Options.ForgetAfter.
+func (d *Detector) forget(t time.Time) {
+	n, err := d.pop.Forget(d.o.Store, t)
+	if err != nil {
+		d.m.errors.Inc()
+		d.log.Error("forgetting silent addresses failed", zap.Error(err))
+	}
+	if n > 0 {
+		d.m.forgotten.Add(float64(n))
+		d.log.Info("forgot addresses without mail", zap.Int("forgotten", n), zap.Duration("forget_after", d.o.ForgetAfter))
+	}
 }

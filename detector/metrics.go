@@ -16,6 +16,7 @@ type metrics struct {
 	dictionary prometheus.Counter
 	late       prometheus.Counter
 	future     prometheus.Counter
+	forgotten  prometheus.Counter
 	expected   prometheus.Gauge
 	score      prometheus.Gauge
 	warmup     prometheus.Gauge
@@ -41,6 +42,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Recipient addresses rejected as malformed (not counted in any state)."}),
 		dictionary: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_dictionary_recipients_total",
 			Help: "Spam recipients that were never seen before or were rejected by the next hop."}),
+		forgotten: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_recipients_forgotten_total",
+			Help: "Addresses dropped from the state after detector.forget_after without mail."}),
 		future: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_detector_future_observations_total",
 			Help: "Observations dated more than detector.max_clock_skew ahead of the wall clock: refused, they never move the detector's clock."}),
 		late: f.NewCounter(prometheus.CounterOpts{Name: "spamsurge_detector_late_observations_total",

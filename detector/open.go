@@ -34,6 +34,10 @@ func OptionsFromConfig(c config.Config) Options {
 	if o.Learn == 0 {
 		o.Learn = -1 // configured as none
 	}
+	o.ForgetAfter = c.Detector.ForgetAfter.D()
+	if o.ForgetAfter == 0 {
+		o.ForgetAfter = -1 // configured as never
+	}
 	return o
 }
 

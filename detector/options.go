@@ -34,9 +34,13 @@ type Options struct {
 	Normalizer addr.Normalizer
 	Warmup     time.Duration // default 168h: established after this
 	Dormant    time.Duration // default 30 days
-	Learn      time.Duration // default 72h of learning after Warmup on a new store
-	FlushEvery time.Duration // default 1s: the crash loss window
-	FlushMax   int           // default 1000 transitions per batch
+	// ForgetAfter drops addresses without mail for this long (default
+	// 400 days; negative: never), so the state does not grow for ever and
+	// a closed account is forgotten.
+	ForgetAfter time.Duration
+	Learn       time.Duration // default 72h of learning after Warmup on a new store
+	FlushEvery  time.Duration // default 1s: the crash loss window
+	FlushMax    int           // default 1000 transitions per batch
 	// NoSync commits batches without waiting for the disk, except on
 	// Close: for replay, where a crash means running it again.
 	NoSync bool
@@ -102,6 +106,9 @@ func (o *Options) fill() error {
 	}
 	def(&o.Warmup, 168*time.Hour)
 	def(&o.Dormant, 30*24*time.Hour)
+	if o.ForgetAfter == 0 {
+		o.ForgetAfter = 400 * 24 * time.Hour
+	}
 	if o.Learn < 0 {
 		o.Learn = 0
 	} else if o.Learn == 0 {

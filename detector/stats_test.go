@@ -399,3 +399,43 @@ func TestStoredClockAheadIsPulledBack(t *testing.T) {
 		t.Fatalf("learned rate %.3g, was %.3g", got, rate)
 	}
 }
+
+// Retention: addresses without mail for forget_after leave the state and
+// the store; one that comes back is new (warm-up), so its spam is never
+// an established address's first spam.
+func TestForgottenAddressComesBackAsNew(t *testing.T) {
+	st := store.NewMemory()
+	h := newHarness(t, st, testKey(t, 1), func(o *Options) { o.ForgetAfter = 40 * 24 * time.Hour })
+	for i := 0; i < 200; i++ {
+		h.obs(t0.Add(time.Duration(i)*time.Second), false, user(i))
+	}
+	// Users 0..99 keep getting mail; 100..199 fall silent.
+	for day := 1; day <= 45; day++ {
+		for i := 0; i < 100; i++ {
+			h.obs(t0.Add(time.Duration(day)*24*time.Hour+time.Duration(i)*time.Second), false, user(i))
+		}
+	}
+	if got := testutil.ToFloat64(h.d.m.forgotten); got != 100 {
+		t.Fatalf("forgotten %v, want 100", got)
+	}
+	if h.d.Tracked() != 100 || h.d.AtRisk() != 100 {
+		t.Fatalf("tracked %d at risk %d, want 100 and 100", h.d.Tracked(), h.d.AtRisk())
+	}
+	h.d.Close()
+	stored := 0
+	st.Recipients(h.d.space, func([16]byte, store.Record) error { stored++; return nil })
+	if stored != 100 {
+		t.Fatalf("store holds %d recipients, want 100", stored)
+	}
+	h2 := newHarness(t, st, testKey(t, 1), func(o *Options) { o.ForgetAfter = 40 * 24 * time.Hour })
+	at := t0.Add(46 * 24 * time.Hour)
+	before := testutil.ToFloat64(h2.d.m.firstSpam)
+	h2.obs(at, true, user(150)) // forgotten: new
+	if got := testutil.ToFloat64(h2.d.m.firstSpam); got != before {
+		t.Fatalf("a forgotten address's spam counted as a first spam (%v → %v)", before, got)
+	}
+	h2.obs(at.Add(time.Minute), true, user(50)) // kept: a first spam
+	if got := testutil.ToFloat64(h2.d.m.firstSpam); got != before+1 {
+		t.Fatalf("a kept address's first spam not counted (%v → %v)", before, got)
+	}
+}

@@ -80,6 +80,9 @@ type Options struct {
 	Warmup time.Duration
 	// Dormant is how long without mail makes an address dormant.
 	Dormant time.Duration
+	// ForgetAfter: an address without mail for this long is dropped
+	// (Forget); zero keeps every address for ever.
+	ForgetAfter time.Duration
 }
 
 // Population is the recipient state kept in memory (packed table, 20.5 B
@@ -97,6 +100,9 @@ type Population struct {
 	tags tagRisk
 
 	batch store.Batch
+	// oldestDay is at most the last-mail day of every address in the
+	// table: Forget has nothing to do before the cutoff passes it.
+	oldestDay uint16
 }
 
 // New returns an empty Population whose writes go to the store space
@@ -132,7 +138,11 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 		}
 		// Stored ids are unique: no lookup before the insert.
 		aid := addr.ID(id)
-		p.tab.insert(&aid, recOf(r))
+		x := recOf(r)
+		p.tab.insert(&aid, x)
+		if p.oldestDay == 0 || x.lastDay < p.oldestDay {
+			p.oldestDay = x.lastDay
+		}
 		if r.FirstSpam == 0 {
 			// Same rule as established(): matured once its hour bucket
 			// is processed.
@@ -210,6 +220,9 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 				p.tags.mature(p.matureHour(now), k, 1)
 			}
 			p.tab.insertAt(sl, k, recOf(r))
+			if p.oldestDay == 0 {
+				p.oldestDay = uint16(now / 1440)
+			}
 			p.dirty(id, r)
 			out = append(out, Outcome{Kind: kind, ID: id, Detail: detail})
 			continue
@@ -260,6 +273,59 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 		out = append(out, oc)
 	}
 	return out
+}
+
+// Forget drops the addresses with no mail for Options.ForgetAfter as of t:
+// they leave the table and the at-risk counts (if they were at risk), and
+// the store at the next commit; one that comes back is a new address
+// (warm-up), never an established one's first spam. It reads the stored
+// records of st for the full ids (the table keeps 64 bits of each), and
+// checks each against the table, whose last mail is exact. It returns how
+// many it forgot. Cheap when nothing can be old enough: it scans only once
+// the cutoff passes the oldest last mail it knows of.
+func (p *Population) Forget(st Source, t time.Time) (int, error) {
+	if p.o.ForgetAfter <= 0 || p.tab.n == 0 {
+		return 0, nil
+	}
+	today := int64(Minutes(t) / 1440)
+	cut := today - int64(p.o.ForgetAfter/(24*time.Hour))
+	if cut <= int64(p.oldestDay) {
+		return 0, nil
+	}
+	cutoff := uint16(cut)
+	forgot := 0
+	oldest := uint16(today)
+	err := st.Recipients(p.batch.Space, func(id [16]byte, r store.Record) error {
+		aid := addr.ID(id)
+		k := key64(&aid)
+		sl, found := p.tab.lookup(k)
+		if !found {
+			return nil
+		}
+		x := p.tab.get(sl)
+		if x.lastDay >= cutoff {
+			oldest = min(oldest, x.lastDay)
+			return nil
+		}
+		if x.firstSpam == 0 {
+			if p.established(x.firstMail) {
+				p.atRisk--
+				p.tags.spent(p.tags.mask(k))
+			} else if h := p.matureHour(x.firstMail); h > p.matHr {
+				p.mature[h]--
+				p.tags.mature(h, k, -1)
+			}
+		}
+		p.tab.remove(k)
+		p.batch.Recs = append(p.batch.Recs, store.Entry{ID: id})
+		forgot++
+		return nil
+	})
+	if err != nil {
+		return forgot, err
+	}
+	p.oldestDay = oldest
+	return forgot, nil
 }
 
 // Spent takes a FirstSpam's address out of the at-risk counts (the total

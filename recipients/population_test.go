@@ -175,3 +175,72 @@ func TestTagCountsMatchRecount(t *testing.T) {
 		t.Logf("risk %v", risk)
 	}
 }
+
+// Addresses without mail for ForgetAfter are dropped from the table, the
+// at-risk count and the store; one that comes back is new (its spam is
+// not an established address's first spam), and the others are untouched.
+func TestForgetDropsSilentAddresses(t *testing.T) {
+	k := testKey(t)
+	st := store.NewMemory()
+	p := New(Options{Warmup: time.Hour, ForgetAfter: 400 * 24 * time.Hour}, k.Fingerprint())
+	var rs []Rcpt
+	for i := 0; i < 100; i++ {
+		rs = append(rs, rcpt(k, i))
+	}
+	p.Apply(t0, rs, false, nil)
+	p.Apply(t0, rs[90:], true, nil) // spammed before maturing: never at risk
+	commit := func() {
+		t.Helper()
+		if err := st.Commit(p.Batch(), true); err != nil {
+			t.Fatal(err)
+		}
+		p.Batch().Reset()
+	}
+	commit()
+	p.Mature(t0.Add(2*time.Hour).Unix() / 3600)
+	if p.AtRisk() != 90 {
+		t.Fatalf("at risk %d, want 90", p.AtRisk())
+	}
+	// A year later the first 40 get mail again.
+	later := t0.Add(365 * 24 * time.Hour)
+	p.Apply(later, rs[:40], false, nil)
+	commit()
+	if n, err := p.Forget(st, later.Add(30*24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("forgot %d (%v) at 395 days, want none", n, err)
+	}
+	// 401 days after the first mail: the 60 silent ones go, 10 of them
+	// (the spammed) were not at risk.
+	at := t0.Add(401 * 24 * time.Hour)
+	n, err := p.Forget(st, at)
+	if err != nil || n != 60 {
+		t.Fatalf("forgot %d (%v), want 60", n, err)
+	}
+	if p.Tracked() != 40 || p.AtRisk() != 40 {
+		t.Fatalf("tracked %d at risk %d, want 40 and 40", p.Tracked(), p.AtRisk())
+	}
+	commit()
+	left := 0
+	st.Recipients(k.Fingerprint(), func([16]byte, store.Record) error { left++; return nil })
+	if left != 40 {
+		t.Fatalf("store holds %d recipients, want 40", left)
+	}
+	// A forgotten address comes back with spam: it is new, not a first
+	// spam of an established address.
+	p.Mature(at.Unix() / 3600)
+	out := p.Apply(at, []Rcpt{rs[50], rs[10]}, true, nil)
+	if !slices.Equal(kinds(out), []Kind{NewSpam, FirstSpam}) {
+		t.Fatalf("after forgetting: %v, want [NewSpam FirstSpam]", kinds(out))
+	}
+	// And Forget does not scan again until something can be old enough.
+	if n, _ := p.Forget(failingSource{t}, at.Add(24*time.Hour)); n != 0 {
+		t.Fatalf("forgot %d the next day", n)
+	}
+}
+
+// failingSource fails the test if Forget reads the store.
+type failingSource struct{ t *testing.T }
+
+func (f failingSource) Recipients([8]byte, func([16]byte, store.Record) error) error {
+	f.t.Fatal("Forget scanned the store with nothing old enough to forget")
+	return nil
+}

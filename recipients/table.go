@@ -169,6 +169,50 @@ func (t *table) insertAt(s *slot, k uint64, r rec) {
 	t.put(s, r)
 }
 
+// remove deletes the address with key k, and reports whether it was
+// there. Linear probing cannot leave a hole in a probe sequence, so the
+// addresses after it whose home is not between the hole and themselves
+// move back into it (Knuth's Algorithm R): every lookup still finds what is
+// left.
+func (t *table) remove(k uint64) bool {
+	i := t.home(k)
+	for t.slots[i].k != k {
+		if t.slots[i].k == 0 {
+			return false
+		}
+		if i++; i == t.cap {
+			i = 0
+		}
+	}
+	if t.slots[i].v == 0 && len(t.big) > 0 {
+		delete(t.big, k)
+	}
+	j := i
+	for {
+		if j++; j == t.cap {
+			j = 0
+		}
+		sj := &t.slots[j]
+		if sj.k == 0 {
+			break
+		}
+		h := t.home(sj.k)
+		// Leave sj where it is if its home lies cyclically in (i, j].
+		if i <= j {
+			if i < h && h <= j {
+				continue
+			}
+		} else if i < h || h <= j {
+			continue
+		}
+		t.slots[i] = *sj
+		i = j
+	}
+	t.slots[i] = slot{}
+	t.n--
+	return true
+}
+
 func (t *table) grow() {
 	old := t.slots
 	t.cap = nextCap(t.cap)

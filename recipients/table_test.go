@@ -81,6 +81,18 @@ func TestTableDifferential(t *testing.T) {
 				}
 				tab.put(s, x)
 				ref[key64(&id)] = x
+			case r.IntN(4) == 0: // forget one
+				i := r.IntN(len(keys))
+				id := keys[i]
+				if !tab.remove(key64(&id)) {
+					t.Fatalf("seed %d op %d: key lost before remove", seed, op)
+				}
+				delete(ref, key64(&id))
+				keys[i] = keys[len(keys)-1]
+				keys = keys[:len(keys)-1]
+				if tab.find(&id) != nil {
+					t.Fatalf("seed %d op %d: removed key still found", seed, op)
+				}
 			default: // absent key
 				var id addr.ID
 				binary.LittleEndian.PutUint64(id[:8], r.Uint64())

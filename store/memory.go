@@ -49,6 +49,10 @@ func (m *Memory) Commit(b *Batch, sync bool) error {
 		m.recs[b.Space] = sp
 	}
 	for _, e := range b.Recs {
+		if e.Rec == (Record{}) {
+			delete(sp, e.ID)
+			continue
+		}
 		sp[e.ID] = e.Rec
 	}
 	for k, v := range b.Meta {

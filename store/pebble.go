@@ -137,6 +137,12 @@ func (p *Pebble) Commit(b *Batch, sync bool) error {
 	var k, v []byte
 	for _, e := range b.Recs {
 		k = recKey(k[:0], b.Space, e.ID)
+		if e.Rec == (Record{}) {
+			if err := pb.Delete(k, nil); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			continue
+		}
 		v = e.Rec.Encode(v[:0])
 		if err := pb.Set(k, v, nil); err != nil {
 			return fmt.Errorf("store: %w", err)

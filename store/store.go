@@ -60,7 +60,8 @@ type Batch struct {
 	Meta  map[string][]byte
 }
 
-// Entry is one recipient write.
+// Entry is one recipient write. A zero Rec deletes the recipient (every
+// stored record has a first mail): a forgotten address.
 type Entry struct {
 	ID  [16]byte
 	Rec Record

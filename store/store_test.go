@@ -44,6 +44,14 @@ func exercise(t *testing.T, s backend, reopen func() backend) {
 	if err := s.Commit(batch, false); err != nil {
 		t.Fatal(err)
 	}
+	// A zero record deletes (a forgotten address), even one written in
+	// the same batch.
+	batch.Reset()
+	batch.Space = a
+	batch.Recs = append(batch.Recs, Entry{ID: [16]byte{200, 7}, Rec: Record{FirstMail: 1}}, Entry{ID: [16]byte{200, 7}}, Entry{ID: [16]byte{3, 7}})
+	if err := s.Commit(batch, true); err != nil {
+		t.Fatal(err)
+	}
 	if reopen != nil {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
@@ -52,8 +60,14 @@ func exercise(t *testing.T, s backend, reopen func() backend) {
 	}
 	defer s.Close()
 	got := load(t, s, a)
-	if len(got) != 100 || got[[16]byte{42, 7}] != (Record{FirstMail: 42, LastMail: 43}) {
-		t.Fatalf("space a: %d records, rec 42 = %+v", len(got), got[[16]byte{42, 7}])
+	if len(got) != 99 || got[[16]byte{42, 7}] != (Record{FirstMail: 42, LastMail: 43}) {
+		t.Fatalf("space a: %d records (want 99), rec 42 = %+v", len(got), got[[16]byte{42, 7}])
+	}
+	if _, ok := got[[16]byte{3, 7}]; ok {
+		t.Fatal("deleted record 3 still stored")
+	}
+	if _, ok := got[[16]byte{200, 7}]; ok {
+		t.Fatal("record written and deleted in one batch still stored")
 	}
 	if got := load(t, s, b); len(got) != 1 {
 		t.Fatalf("space b: %d records", len(got))
