@@ -29,6 +29,17 @@ type postfix struct {
 // it on to sink.
 func startPostfix(t *testing.T, proxy, reinject, sink string) *postfix {
 	t.Helper()
+	return startPostfixWith(t, proxy, reinject, sink, "main.cf", "master.cf", true, "", nil)
+}
+
+// startPostfixWith runs Postfix with the snippets mainSnippet and
+// masterSnippet of deploy/postfix (proxy and reinject substituted for
+// their ports, and 127.0.0.1:2525 / :10026 in them). submitLine adds the
+// plain submission smtpd on p.submit; extra goes at the end of master.cf
+// as it is; edits are replacements made in the snippets (a test's own
+// restriction, say), and edits["main.cf"] is added to main.cf.
+func startPostfixWith(t *testing.T, proxy, reinject, sink, mainSnippet, masterSnippet string, submitLine bool, extra string, edits map[string]string) *postfix {
+	t.Helper()
 	bin := need(t, "postfix", "/usr/sbin/postfix")
 	if os.Geteuid() != 0 {
 		msg := "\n\n*** the Postfix test needs root (a private instance with its own queue) ***\n"
@@ -69,8 +80,24 @@ func startPostfix(t *testing.T, proxy, reinject, sink string) *postfix {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := strings.ReplaceAll(string(b), "127.0.0.1]:2525", "127.0.0.1]:"+proxyPort)
+		s := string(b)
+		for from, to := range edits {
+			s = strings.ReplaceAll(s, from, to)
+		}
+		s = strings.ReplaceAll(s, "127.0.0.1]:2525", "127.0.0.1]:"+proxyPort)
+		s = strings.ReplaceAll(s, "smtpd_proxy_filter=127.0.0.1:2525", "smtpd_proxy_filter=127.0.0.1:"+proxyPort)
+		// The public smtpd of a before-queue snippet listens where the
+		// test submits.
+		s = strings.Replace(s, "\nsmtp      inet", "\n127.0.0.1:"+portOf(p.submit)+" inet", 1)
 		return strings.ReplaceAll(s, "127.0.0.1:10026", "127.0.0.1:"+reinjectPort)
+	}
+	mainExtra := edits["main.cf"]
+	if mainSnippet != "" {
+		mainExtra += "\n" + snippet(mainSnippet)
+	}
+	submit := ""
+	if submitLine {
+		submit = "127.0.0.1:" + portOf(p.submit) + " inet n - n - - smtpd"
 	}
 	mainCF := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %s
@@ -98,8 +125,8 @@ smtp_dns_support_level = disabled
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
-%s`, queue, data, portOf(sink), p.maillog, dir, snippet("main.cf"))
-	masterCF := fmt.Sprintf(`127.0.0.1:%s inet n - n - - smtpd
+%s`, queue, data, portOf(sink), p.maillog, dir, mainExtra)
+	masterCF := fmt.Sprintf(`%s
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -122,7 +149,8 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-%s`, portOf(p.submit), snippet("master.cf"))
+%s
+%s`, submit, snippet(masterSnippet), extra)
 	for name, body := range map[string]string{"main.cf": mainCF, "master.cf": masterCF} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
