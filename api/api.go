@@ -1,5 +1,5 @@
 // Package api serves spamsurge's HTTP endpoints: Prometheus metrics, health,
-// readiness and the /api/v1 incident and observation API (CONTRACT.md). It
+// readiness and the /api/v1 incident and observation API (docs/api.md). It
 // reads snapshots others own and hands observations to the detector's
 // queue; it never touches mail. It never returns a plaintext address: the
 // detector holds none.

@@ -150,7 +150,7 @@ type lineError struct {
 	Error string `json:"error"`
 }
 
-// postObservations takes a JSONL body (CONTRACT.md). It is all or nothing:
+// postObservations takes a JSONL body (docs/observations.md). It is all or nothing:
 // any bad line gets 400 with every bad line's number and reason, and
 // nothing is fed to the detector, so a client can fix and resend.
 func (o *Options) postObservations(w http.ResponseWriter, r *http.Request) {

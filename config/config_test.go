@@ -14,10 +14,10 @@ func TestDefaultsAreValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.SMTP.Listen != "127.0.0.1:2525" || c.Downstream.Address != "127.0.0.1:10026" || c.HTTP.Listen != "127.0.0.1:9464" {
-		t.Errorf("defaults differ from CONTRACT.md: %+v", c)
+		t.Errorf("defaults differ from docs/config.md: %+v", c)
 	}
 	if c.Detector.Warmup.D() != 168*time.Hour || c.SMTP.MaxMessageBytes != 52428800 || !c.Downstream.XForward {
-		t.Errorf("defaults differ from CONTRACT.md: %+v", c)
+		t.Errorf("defaults differ from docs/config.md: %+v", c)
 	}
 }
 

@@ -673,7 +673,7 @@ func TestReloadSignal(t *testing.T) {
 	case hasReload && !survived:
 		t.Errorf("%s has ExecReload (SIGHUP) but `spamsurge serve` does not survive SIGHUP (%v): remove ExecReload or handle the signal", unitFile, err)
 	case !hasReload && !survived:
-		t.Logf("\n\n*** `spamsurge serve` does not handle SIGHUP yet (CONTRACT.md: reload tag and canary lists); %s rightly has no ExecReload. Add `ExecReload=/bin/kill -HUP $MAINPID` when it does. ***\n", unitFile)
+		t.Logf("\n\n*** `spamsurge serve` does not handle SIGHUP yet (docs/cli.md: reload tag and canary lists); %s rightly has no ExecReload. Add `ExecReload=/bin/kill -HUP $MAINPID` when it does. ***\n", unitFile)
 	case !hasReload && survived:
 		t.Logf("\n\n*** `spamsurge serve` survives SIGHUP now: add `ExecReload=/bin/kill -HUP $MAINPID` to %s ***\n", unitFile)
 	}

@@ -7,5 +7,7 @@
 // alert conventions against RUNBOOK.md, and builds and scrapes the real
 // spamsurge binary to prove that every metric a rule or a dashboard panel
 // names is one the daemon exports (or a recording rule defines). It must
-// never ship a query that silently matches nothing.
+// never ship a query that silently matches nothing. docs_test.go checks
+// docs/metrics.md, the metric reference for users, against the code and
+// the running daemon: every metric listed, with its type and label values.
 package deploy

@@ -3,34 +3,36 @@
 // Queue between the mail path and the detector, and the JSONL codec of the
 // observation stream.
 //
-// A source (the SMTP proxy, POST /api/v1/observations, replay, a log tail)
-// builds Observations and gives them to a Sink. Sources on the mail path
+// A source (the SMTP proxy, POST /api/v1/observations, replay) builds
+// Observations and gives them to a Sink. Sources on the mail path
 // must never wait: Queue.Observe drops and counts instead
 // (spamsurge_observations_dropped_total). Sources that can wait use
 // Queue.Submit.
 //
 // # The observation stream (JSONL)
 //
-// `replay`, `simulate`, `convert` and POST /api/v1/observations speak one
-// format: one JSON object per line, one line per delivered message, in time
-// order (replay puts lines up to 5 minutes out of order back in order):
+// `replay`, `simulate` and POST /api/v1/observations speak one format (a
+// `convert` command from filter logs is planned, not there yet): one JSON
+// object per line, one line per delivered message, in time order (replay
+// puts lines up to 5 minutes out of order back in order):
 //
 //		{"time":"2026-05-13T09:14:02Z","rcpt":["alice@example.net"],"spam":true,"from":"x@spam.example","client_ip":"203.0.113.9","subject":"...","message_id":"<...>"}
 //
 //	  - time (required): RFC 3339, with a zone; sub-seconds allowed.
-//	  - rcpt (required): the recipients the next hop accepted (may be empty
-//	    when rejected is not).
+//	  - rcpt (required): the recipients the next hop accepted (may be empty,
+//	    e.g. when every recipient is in rejected).
 //	  - spam (required): the upstream filter's verdict.
 //	  - rejected: recipients the next hop refused (dictionary-attack
 //	    evidence; an address on a spammer's list even when it does not exist).
-//	  - from, client_ip, helo, subject, message_id: optional; they group the
-//	    spam into campaigns (sender domain, client /24, subject, Message-ID
-//	    domain).
+//	  - from (the envelope sender), client_ip, helo, subject, message_id:
+//	    optional; they group the spam into campaigns (sender domain, client
+//	    /24 or /48, normalised subject, Message-ID domain).
 //
-// Unknown keys are ignored. A line that is not JSON, or lacks a required
-// key, is malformed: Parse says why, and the callers report it with its
-// file and line (replay) or refuse the request naming the line (the API).
-// docs/observations.md holds the same text for users.
+// Unknown keys are ignored and blank lines skipped. A line that is not
+// JSON, or lacks a required key, is malformed: Parse says why, and the
+// callers report it with its file and line (replay) or refuse the request
+// naming the line (the API). docs/observations.md holds the same spec for
+// users; keep the two in step.
 package ingest
 
 import "time"

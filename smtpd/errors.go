@@ -7,7 +7,8 @@ import (
 )
 
 // The replies we make up ourselves. Our own faults are always temporary
-// (SAFETY.md §1): the sender keeps the message and retries.
+// (4xx, never 5xx): we have no queue, so the sender keeps the message and
+// retries; a permanent reply would bounce mail for a fault that is ours.
 var (
 	errInternal = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
 	errNextHop  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Next hop unavailable, try again later"}

@@ -6,7 +6,8 @@
 // reply (we have no queue), our own faults are 4xx, a message refused or
 // interrupted mid-DATA is never completed downstream (the final dot is not
 // sent), and the detector is fed through a non-blocking Sink so it can never
-// hold mail back. See ../shared/SAFETY.md.
+// hold mail back. README.md ("The mail path, and why it cannot lose mail")
+// explains each rule.
 package smtpd
 
 import (
