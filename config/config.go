@@ -411,7 +411,6 @@ func (c *Config) Validate() error {
 		"downstream.command_timeout": c.Downstream.CommandTimeout, "downstream.data_timeout": c.Downstream.DataTimeout,
 		"detector.warmup": c.Detector.Warmup, "detector.dormant": c.Detector.Dormant,
 		"detector.flush_interval": c.Detector.FlushInterval, "detector.max_clock_skew": c.Detector.MaxClockSkew,
-		"detector.forget_after": c.Detector.ForgetAfter,
 	} {
 		if d <= 0 {
 			bad(key, "must be a positive duration")
@@ -469,7 +468,9 @@ func (c *Config) Validate() error {
 	if c.Detector.Learn < 0 {
 		bad("detector.learn", "must not be negative")
 	}
-	if fa := c.Detector.ForgetAfter; fa > 0 && (fa <= c.Detector.Dormant || fa <= c.Detector.Warmup) {
+	if fa := c.Detector.ForgetAfter; fa < 0 {
+		bad("detector.forget_after", "must not be negative (0: never forget)")
+	} else if fa > 0 && (fa <= c.Detector.Dormant || fa <= c.Detector.Warmup) {
 		bad("detector.forget_after", "%s must be longer than detector.dormant and detector.warmup (or 0: never forget)", fa.D())
 	}
 	if strings.ContainsAny(c.Detector.SubaddressSeparators, "@\" \t") {

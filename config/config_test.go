@@ -60,6 +60,7 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"smtp:\n  bare_newline: ignore\n", []string{"line 2", "smtp.bare_newline"}},
 		{"smtp:\n  nul: keep\n", []string{"line 2", "smtp.nul", "reject or strip"}},
 		{"detector:\n  forget_after: 240h\n", []string{"detector.forget_after", "longer than detector.dormant"}},
+		{"detector:\n  forget_after: -1h\n", []string{"detector.forget_after", "negative"}},
 		{"downstream:\n  tls: sometimes\n", []string{"line 2", "downstream.tls"}},
 		{"downstream:\n  data_timeout: 120s\n", []string{"line 2", "downstream.data_timeout", "100s"}},
 		{"detector:\n  warmup: soon\n", []string{"line 2", "not a duration"}},
@@ -99,5 +100,15 @@ func TestEmptyFileIsDefaults(t *testing.T) {
 	c, err := Load(p)
 	if err != nil || c.SMTP.Listen != "127.0.0.1:2525" {
 		t.Fatalf("c=%+v err=%v", c.SMTP, err)
+	}
+}
+
+func TestForgetAfterZeroMeansNever(t *testing.T) {
+	c, err := Parse([]byte("detector:\n  forget_after: 0s\n"))
+	if err != nil {
+		t.Fatalf("forget_after: 0s refused: %v", err)
+	}
+	if c.Detector.ForgetAfter != 0 {
+		t.Fatalf("forget_after = %v", c.Detector.ForgetAfter)
 	}
 }
