@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -284,7 +285,7 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 		}
 		id := d.o.Key.Hash(norm)
 		d.pop.Touch(&id)
-		rc = append(rc, recipients.Rcpt{ID: id, Detail: detail})
+		rc = append(rc, recipients.Rcpt{ID: id, Detail: detail, Domain: norm[strings.LastIndexByte(norm, '@')+1:]})
 	}
 	d.rc = rc
 	d.advance(t)

@@ -13,6 +13,8 @@
 package recipients
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/bits"
 	"time"
@@ -30,6 +32,7 @@ const lastMailSlack = 7
 type Rcpt struct {
 	ID     addr.ID
 	Detail string // sub-address detail ("shop" of user+shop@), if any
+	Domain string // the address's domain, normalised (empty: unknown)
 }
 
 // Kind is what a message did to one recipient's state.
@@ -67,6 +70,10 @@ type Outcome struct {
 	Dormant bool
 	// Source (Canary): the source the canary was planted in.
 	Source string
+	// Domain is the id of the domain the address is counted under
+	// (DomainName; 0: unknown, as for addresses stored before domains
+	// were kept).
+	Domain uint16
 	mask   uint64 // FirstSpam: the address's tag mask
 }
 
@@ -98,6 +105,7 @@ type Population struct {
 	matHr  int64           // hours up to this one are processed
 
 	tags tagRisk
+	doms domainRisk
 
 	batch store.Batch
 	// oldestDay is at most the last-mail day of every address in the
@@ -109,6 +117,7 @@ type Population struct {
 // (the key fingerprint).
 func New(o Options, space [8]byte) *Population {
 	p := &Population{o: o, warmupMin: uint32(o.Warmup / time.Minute), tab: newTable(0), mature: map[int64]int32{}}
+	p.doms.init()
 	p.batch.Space = space
 	return p
 }
@@ -118,6 +127,8 @@ func New(o Options, space [8]byte) *Population {
 type Source interface {
 	// Recipients calls fn for every recipient record in the key space.
 	Recipients(space [8]byte, fn func(id [16]byte, r store.Record) error) error
+	// Meta returns a named blob, nil if absent.
+	Meta(name string) ([]byte, error)
 }
 
 // Load reads the recipients stored for the population's space. clock is
@@ -132,14 +143,27 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 	if clockMin != 0 {
 		p.tab.setBase(clockMin, uint16(clockMin/1440))
 	}
-	err := st.Recipients(p.batch.Space, func(id [16]byte, r store.Record) error {
+	raw, err := st.Meta(domainsMeta(p.batch.Space))
+	if err != nil {
+		return err
+	}
+	if err := p.doms.load(raw); err != nil {
+		return err
+	}
+	err = st.Recipients(p.batch.Space, func(id [16]byte, r store.Record) error {
 		if r.FirstMail == 0 {
 			return fmt.Errorf("recipient without first mail: %w", store.ErrCorrupt)
 		}
 		// Stored ids are unique: no lookup before the insert.
 		aid := addr.ID(id)
 		x := recOf(r)
-		p.tab.insert(&aid, x)
+		s := p.tab.insert(&aid, x)
+		if r.Domain != 0 {
+			if int(r.Domain) >= len(p.doms.names) {
+				return fmt.Errorf("recipient of domain %d, %d known: %w", r.Domain, len(p.doms.names)-1, store.ErrCorrupt)
+			}
+			p.tab.setDom(s, r.Domain)
+		}
 		if p.oldestDay == 0 || x.lastDay < p.oldestDay {
 			p.oldestDay = x.lastDay
 		}
@@ -148,8 +172,10 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 			// is processed.
 			if h := p.matureHour(r.FirstMail); h <= int64(clockMin)/60 {
 				p.atRisk++
+				p.doms.risk[r.Domain]++
 			} else {
 				p.mature[h]++
+				p.doms.bucketAdd(h, r.Domain, 1)
 			}
 		}
 		return nil
@@ -207,29 +233,40 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 			out = append(out, Outcome{Kind: Canary, ID: id, Detail: detail, Source: src})
 			continue
 		}
+		dom := p.doms.id(rcpts[i].Domain, &p.batch)
 		k := key64(&id)
 		sl, found := p.tab.lookup(k)
 		if !found {
-			r := store.Record{FirstMail: now, LastMail: now}
+			r := store.Record{FirstMail: now, LastMail: now, Domain: dom}
 			kind := NewMail
 			if spam {
 				r.FirstSpam = now
 				kind = NewSpam
 			} else {
-				p.mature[p.matureHour(now)]++
-				p.tags.mature(p.matureHour(now), k, 1)
+				h := p.matureHour(now)
+				p.mature[h]++
+				p.tags.mature(h, k, 1)
+				p.doms.bucketAdd(h, dom, 1)
 			}
-			p.tab.insertAt(sl, k, recOf(r))
+			p.tab.setDom(p.tab.insertAt(sl, k, recOf(r)), dom)
 			if p.oldestDay == 0 {
 				p.oldestDay = uint16(now / 1440)
 			}
 			p.dirty(id, r)
-			out = append(out, Outcome{Kind: kind, ID: id, Detail: detail})
+			out = append(out, Outcome{Kind: kind, ID: id, Detail: detail, Domain: dom})
 			continue
 		}
 		st := p.tab.get(sl)
 		changed, touched := false, false
-		oc := Outcome{Kind: Mail, ID: id, Detail: detail}
+		if d := p.tab.dom(sl); d != 0 || dom == 0 {
+			dom = d
+		} else {
+			// Stored before domains were kept: it moves from the
+			// unknown domain to its own, and is written with it.
+			p.adopt(sl, st, dom)
+			changed = true
+		}
+		oc := Outcome{Kind: Mail, ID: id, Detail: detail, Domain: dom}
 		if spam {
 			oc.Kind = Spam
 		}
@@ -248,6 +285,7 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 				if h := p.matureHour(st.firstMail); h > p.matHr {
 					p.mature[h]--
 					p.tags.mature(h, k, -1)
+					p.doms.bucketAdd(h, dom, -1)
 				}
 			}
 		}
@@ -264,6 +302,7 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 		if changed {
 			r := st.record()
 			r.LastMail = now
+			r.Domain = dom
 			p.dirty(id, r)
 			st.savedDay = st.lastDay
 		}
@@ -308,12 +347,15 @@ func (p *Population) Forget(st Source, t time.Time) (int, error) {
 			return nil
 		}
 		if x.firstSpam == 0 {
+			d := p.tab.dom(sl)
 			if p.established(x.firstMail) {
 				p.atRisk--
 				p.tags.spent(p.tags.mask(k))
+				p.doms.risk[d]--
 			} else if h := p.matureHour(x.firstMail); h > p.matHr {
 				p.mature[h]--
 				p.tags.mature(h, k, -1)
+				p.doms.bucketAdd(h, d, -1)
 			}
 		}
 		p.tab.remove(k)
@@ -336,7 +378,33 @@ func (p *Population) Spent(o *Outcome) {
 	}
 	p.atRisk--
 	p.tags.spent(o.mask)
+	p.doms.risk[o.Domain]--
 }
+
+// adopt moves a never-spammed address stored without a domain (slot s,
+// state st) to domain d in the per-domain counts.
+func (p *Population) adopt(s *slot, st rec, d uint16) {
+	p.tab.setDom(s, d)
+	if st.firstSpam != 0 {
+		return
+	}
+	if p.established(st.firstMail) {
+		p.doms.risk[0]--
+		p.doms.risk[d]++
+	} else if h := p.matureHour(st.firstMail); h > p.matHr {
+		p.doms.bucketAdd(h, 0, -1)
+		p.doms.bucketAdd(h, d, 1)
+	}
+}
+
+// Domains is the number of domain ids in use, 0 (unknown) included.
+func (p *Population) Domains() int { return len(p.doms.names) }
+
+// DomainName is the name of domain id d ("" for 0, unknown).
+func (p *Population) DomainName(d uint16) string { return p.doms.names[d] }
+
+// DomainRisk is the at-risk population of domain id d.
+func (p *Population) DomainRisk(d uint16) int { return p.doms.risk[d] }
 
 // Canary reports whether id is on a canary list, and its source.
 func (p *Population) Canary(id addr.ID) (string, bool) { return p.tags.canary(id) }
@@ -361,6 +429,7 @@ func (p *Population) Mature(h int64) {
 	}
 	p.matHr = h
 	p.tags.matured(h)
+	p.doms.matured(h)
 }
 
 func (p *Population) dirty(id addr.ID, r store.Record) {
@@ -390,10 +459,13 @@ func (p *Population) SetLists(l *attribution.Lists) {
 		if st.firstSpam != 0 {
 			return
 		}
+		d := p.tab.dom(sl)
 		if p.established(st.firstMail) {
 			p.atRisk--
+			p.doms.risk[d]--
 		} else if h := p.matureHour(st.firstMail); h > p.matHr {
 			p.mature[h]--
+			p.doms.bucketAdd(h, d, -1)
 		}
 		// In memory only (never written): the slot is no longer at
 		// risk, and Apply never reaches it while it is a canary.
@@ -496,4 +568,95 @@ func addBits(v []int, m uint64, delta int) {
 		v[bits.TrailingZeros64(b)] += delta
 	}
 	v[len(v)-1] += delta
+}
+
+// domainsMeta names the meta blob of the domain list of a key space:
+// domain names are not addresses (incidents name them), and the ids in the
+// records of one key space refer to its list.
+func domainsMeta(space [8]byte) string { return "recipient_domains:" + hex.EncodeToString(space[:]) }
+
+// maxDomains bounds the domain ids (a uint16 a slot); later domains are
+// counted as unknown.
+const maxDomains = 1<<16 - 1
+
+// domainRisk is the at-risk accounting per recipient domain: the domain
+// list (id → name, written with the records that first refer to an id)
+// and, per domain, the at-risk count and the maturation buckets.
+type domainRisk struct {
+	names   []string // by id; names[0] is "" (unknown)
+	ids     map[string]uint16
+	risk    []int
+	buckets map[int64]map[uint16]int32
+	// The last domain asked for, and its id: mail comes in runs to one
+	// domain.
+	last   string
+	lastID uint16
+}
+
+func (d *domainRisk) init() {
+	d.names, d.ids, d.risk = []string{""}, map[string]uint16{}, []int{0}
+	d.buckets = map[int64]map[uint16]int32{}
+}
+
+// load reads the domain list blob (nil: none yet).
+func (d *domainRisk) load(raw []byte) error {
+	if raw == nil {
+		return nil
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil || len(names) == 0 || names[0] != "" {
+		return fmt.Errorf("domain list unreadable: %w", store.ErrCorrupt)
+	}
+	d.names = names
+	d.risk = make([]int, len(names))
+	for i, n := range names[1:] {
+		d.ids[n] = uint16(i + 1)
+	}
+	return nil
+}
+
+// id is the id of domain name, added (and the list written into b) when
+// new.
+func (d *domainRisk) id(name string, b *store.Batch) uint16 {
+	if name == "" {
+		return 0
+	}
+	if name == d.last {
+		return d.lastID
+	}
+	id, ok := d.ids[name]
+	if !ok {
+		if len(d.names) > maxDomains {
+			return 0
+		}
+		id = uint16(len(d.names))
+		d.names = append(d.names, name)
+		d.risk = append(d.risk, 0)
+		d.ids[name] = id
+		raw, _ := json.Marshal(d.names)
+		b.PutMeta(domainsMeta(b.Space), raw)
+	}
+	d.last, d.lastID = name, id
+	return id
+}
+
+func (d *domainRisk) bucketAdd(h int64, dom uint16, delta int32) {
+	b := d.buckets[h]
+	if b == nil {
+		b = map[uint16]int32{}
+		d.buckets[h] = b
+	}
+	b[dom] += delta
+}
+
+// matured moves the buckets up to hour h into the at-risk counts.
+func (d *domainRisk) matured(h int64) {
+	for k, b := range d.buckets {
+		if k <= h {
+			for dom, n := range b {
+				d.risk[dom] += int(n)
+			}
+			delete(d.buckets, k)
+		}
+	}
 }

@@ -240,7 +240,115 @@ func TestForgetDropsSilentAddresses(t *testing.T) {
 // failingSource fails the test if Forget reads the store.
 type failingSource struct{ t *testing.T }
 
+func (f failingSource) Meta(string) ([]byte, error) { return nil, nil }
+
 func (f failingSource) Recipients([8]byte, func([16]byte, store.Record) error) error {
 	f.t.Fatal("Forget scanned the store with nothing old enough to forget")
 	return nil
+}
+
+// recountDomains counts the at-risk addresses per domain from the table.
+func recountDomains(p *Population) []int {
+	c := make([]int, p.Domains())
+	p.tab.each(func(_ uint64, s *slot, r rec) {
+		if r.firstSpam == 0 && p.established(r.firstMail) {
+			c[p.tab.dom(s)]++
+		}
+	})
+	return c
+}
+
+func domainRisks(p *Population) []int {
+	var c []int
+	for d := 0; d < p.Domains(); d++ {
+		c = append(c, p.DomainRisk(uint16(d)))
+	}
+	return c
+}
+
+// The per-domain at-risk counts follow mail, spam, maturation and
+// retention exactly (a recount from the table agrees), and survive a
+// restart from the store.
+func TestDomainCountsMatchRecount(t *testing.T) {
+	k := testKey(t)
+	st := store.NewMemory()
+	o := Options{Warmup: 3 * time.Hour, ForgetAfter: 400 * 24 * time.Hour}
+	p := New(o, k.Fingerprint())
+	domains := []string{"a.example", "b.example", "c.example", ""}
+	rc := func(i int) Rcpt {
+		r := rcpt(k, i)
+		r.Domain = domains[i%len(domains)]
+		return r
+	}
+	at := t0
+	for step := 0; step < 60; step++ {
+		var rs []Rcpt
+		for i := step * 5; i < step*5+20; i++ {
+			rs = append(rs, rc(i%300))
+		}
+		out := p.Apply(at, rs, step%4 == 0, nil)
+		for i := range out {
+			if out[i].Kind == FirstSpam && out[i].Domain != p.doms.ids[rs[i].Domain] {
+				t.Fatalf("first spam counted under domain %d, its domain is %q", out[i].Domain, rs[i].Domain)
+			}
+			p.Spent(&out[i])
+		}
+		at = at.Add(23 * time.Minute)
+		p.Mature(at.Unix() / 3600)
+	}
+	if got, want := domainRisks(p), recountDomains(p); !slices.Equal(got, want) {
+		t.Fatalf("incremental per-domain at risk %v, recount %v", got, want)
+	}
+	total := 0
+	for _, n := range domainRisks(p) {
+		total += n
+	}
+	if total != p.AtRisk() {
+		t.Fatalf("domains sum to %d, at risk %d", total, p.AtRisk())
+	}
+	if err := st.Commit(p.Batch(), true); err != nil {
+		t.Fatal(err)
+	}
+	q := New(o, k.Fingerprint())
+	if err := q.Load(st, at, p.Tracked()); err != nil {
+		t.Fatal(err)
+	}
+	q.Mature(at.Unix() / 3600)
+	if got, want := domainRisks(q), domainRisks(p); !slices.Equal(got, want) {
+		t.Fatalf("after a restart per-domain at risk %v, want %v", got, want)
+	}
+	for d := 1; d < q.Domains(); d++ {
+		if q.DomainName(uint16(d)) != p.DomainName(uint16(d)) {
+			t.Fatalf("domain %d is %q after a restart, was %q", d, q.DomainName(uint16(d)), p.DomainName(uint16(d)))
+		}
+	}
+}
+
+// Addresses stored before domains were kept count as unknown, and move to
+// their domain on their next mail.
+func TestLegacyAddressAdoptsItsDomain(t *testing.T) {
+	k := testKey(t)
+	st := store.NewMemory()
+	a := rcpt(k, 1)
+	b := store.Batch{Space: k.Fingerprint()}
+	b.Recs = append(b.Recs, store.Entry{ID: a.ID, Rec: store.Record{FirstMail: Minutes(t0), LastMail: Minutes(t0)}})
+	if err := st.Commit(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Warmup: time.Hour}, k.Fingerprint())
+	later := t0.Add(2 * time.Hour)
+	if err := p.Load(st, later, 1); err != nil {
+		t.Fatal(err)
+	}
+	if p.Domains() != 1 || p.DomainRisk(0) != 1 {
+		t.Fatalf("legacy address: %d domains, unknown at risk %d", p.Domains(), p.DomainRisk(0))
+	}
+	a.Domain = "shop.example"
+	p.Apply(later, []Rcpt{a}, false, nil)
+	if p.DomainRisk(0) != 0 || p.DomainRisk(1) != 1 || p.DomainName(1) != "shop.example" {
+		t.Fatalf("after mail: unknown %d, %q %d", p.DomainRisk(0), p.DomainName(1), p.DomainRisk(1))
+	}
+	if p.Pending() != 1 || p.Batch().Recs[0].Rec.Domain != 1 {
+		t.Fatalf("the adopted domain is not written: %+v", p.Batch().Recs)
+	}
 }

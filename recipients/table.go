@@ -2,6 +2,7 @@ package recipients
 
 import (
 	"math/bits"
+	"unsafe"
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/store"
@@ -38,6 +39,10 @@ type table struct {
 	big map[uint64]rec
 
 	sink uint64 // see touch
+
+	// doms, once a domain is set, holds each slot's domain id (0:
+	// unknown), parallel to slots: 2 bytes a slot.
+	doms []uint16
 }
 
 type slot struct {
@@ -146,8 +151,9 @@ func (t *table) find(id *addr.ID) *slot {
 	return nil
 }
 
-// insert adds id, which must be absent, with state r.
-func (t *table) insert(id *addr.ID, r rec) {
+// insert adds id, which must be absent, with state r, and returns its
+// slot (valid until the next insert).
+func (t *table) insert(id *addr.ID, r rec) *slot {
 	k := key64(id)
 	if (uint64(t.n)+1)*loadDen > t.cap*loadNum {
 		t.grow()
@@ -156,10 +162,12 @@ func (t *table) insert(id *addr.ID, r rec) {
 	t.n++
 	s.k = k
 	t.put(s, r)
+	return s
 }
 
-// insertAt adds the key of a lookup that returned (s, false), with state r.
-func (t *table) insertAt(s *slot, k uint64, r rec) {
+// insertAt adds the key of a lookup that returned (s, false), with state r,
+// and returns its slot (s, or another one after a grow).
+func (t *table) insertAt(s *slot, k uint64, r rec) *slot {
 	if (uint64(t.n)+1)*loadDen > t.cap*loadNum {
 		t.grow()
 		s, _ = t.lookup(k)
@@ -167,6 +175,31 @@ func (t *table) insertAt(s *slot, k uint64, r rec) {
 	t.n++
 	s.k = k
 	t.put(s, r)
+	return s
+}
+
+// index is the position of s in the slots.
+func (t *table) index(s *slot) uint64 {
+	return uint64((uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(unsafe.SliceData(t.slots)))) / unsafe.Sizeof(slot{}))
+}
+
+// dom is the domain id of the address in s (0: unknown).
+func (t *table) dom(s *slot) uint16 {
+	if t.doms == nil {
+		return 0
+	}
+	return t.doms[t.index(s)]
+}
+
+// setDom sets the domain id of the address in s.
+func (t *table) setDom(s *slot, d uint16) {
+	if t.doms == nil {
+		if d == 0 {
+			return
+		}
+		t.doms = make([]uint16, t.cap)
+	}
+	t.doms[t.index(s)] = d
 }
 
 // remove deletes the address with key k, and reports whether it was
@@ -206,18 +239,27 @@ func (t *table) remove(k uint64) bool {
 			continue
 		}
 		t.slots[i] = *sj
+		if t.doms != nil {
+			t.doms[i] = t.doms[j]
+		}
 		i = j
 	}
 	t.slots[i] = slot{}
+	if t.doms != nil {
+		t.doms[i] = 0
+	}
 	t.n--
 	return true
 }
 
 func (t *table) grow() {
-	old := t.slots
+	old, oldDoms := t.slots, t.doms
 	t.cap = nextCap(t.cap)
 	t.slots = newSlots(t.cap)
-	for _, s := range old {
+	if oldDoms != nil {
+		t.doms = make([]uint16, t.cap)
+	}
+	for j, s := range old {
 		if s.k == 0 {
 			continue
 		}
@@ -228,6 +270,9 @@ func (t *table) grow() {
 			}
 		}
 		t.slots[i] = s
+		if oldDoms != nil {
+			t.doms[i] = oldDoms[j]
+		}
 	}
 }
 

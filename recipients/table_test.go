@@ -41,6 +41,7 @@ func TestTableDifferential(t *testing.T) {
 		}
 		tab := newTable(0)
 		ref := map[uint64]rec{}
+		refDom := map[uint64]uint16{}
 		var keys []addr.ID
 		for op := 0; op < 300_000; op++ {
 			switch {
@@ -53,15 +54,20 @@ func TestTableDifferential(t *testing.T) {
 					continue
 				}
 				x := randRec()
+				var s *slot
 				if r.IntN(2) == 0 {
-					tab.insert(&id, x)
+					s = tab.insert(&id, x)
 				} else {
-					s, found := tab.lookup(k)
+					var found bool
+					s, found = tab.lookup(k)
 					if found {
 						t.Fatalf("lookup of a new key found a slot")
 					}
-					tab.insertAt(s, k, x)
+					s = tab.insertAt(s, k, x)
 				}
+				dom := uint16(r.IntN(4)) // 0: unknown
+				tab.setDom(s, dom)
+				refDom[k] = dom
 				ref[k] = x
 				keys = append(keys, id)
 			case r.IntN(2) == 0: // update, as Observe does
@@ -88,6 +94,7 @@ func TestTableDifferential(t *testing.T) {
 					t.Fatalf("seed %d op %d: key lost before remove", seed, op)
 				}
 				delete(ref, key64(&id))
+				delete(refDom, key64(&id))
 				keys[i] = keys[len(keys)-1]
 				keys = keys[:len(keys)-1]
 				if tab.find(&id) != nil {
@@ -107,6 +114,9 @@ func TestTableDifferential(t *testing.T) {
 				seen := 0
 				tab.each(func(k uint64, s *slot, x rec) {
 					seen++
+					if d := tab.dom(s); d != refDom[k] {
+						t.Fatalf("seed %d op %d: key %x in domain %d, want %d", seed, op, k, d, refDom[k])
+					}
 					if want, ok := ref[k]; !ok || x != want {
 						t.Fatalf("seed %d op %d: key %x reads %+v, want %+v (present %v)", seed, op, k, x, want, ok)
 					}

@@ -24,28 +24,41 @@ type Record struct {
 	FirstMail uint32
 	FirstSpam uint32
 	LastMail  uint32
+	// Domain is the recipient's domain as an index into the domain list
+	// the recipient state keeps (a meta blob); 0 is unknown (records
+	// written before domains were kept).
+	Domain uint16
 }
 
-// RecordLen is the encoded size of a Record.
+// RecordLen is the encoded size of a Record without a domain; with one
+// it is RecordLen+2.
 const RecordLen = 12
 
-// Encode appends the fixed-size encoding of r.
+// Encode appends the encoding of r: 12 bytes, or 14 with a domain.
 func (r Record) Encode(b []byte) []byte {
 	b = binary.LittleEndian.AppendUint32(b, r.FirstMail)
 	b = binary.LittleEndian.AppendUint32(b, r.FirstSpam)
-	return binary.LittleEndian.AppendUint32(b, r.LastMail)
+	b = binary.LittleEndian.AppendUint32(b, r.LastMail)
+	if r.Domain != 0 {
+		b = binary.LittleEndian.AppendUint16(b, r.Domain)
+	}
+	return b
 }
 
-// DecodeRecord reads a Record.
+// DecodeRecord reads a Record of either length.
 func DecodeRecord(b []byte) (Record, error) {
-	if len(b) != RecordLen {
+	if len(b) != RecordLen && len(b) != RecordLen+2 {
 		return Record{}, ErrCorrupt
 	}
-	return Record{
+	r := Record{
 		FirstMail: binary.LittleEndian.Uint32(b),
 		FirstSpam: binary.LittleEndian.Uint32(b[4:]),
 		LastMail:  binary.LittleEndian.Uint32(b[8:]),
-	}, nil
+	}
+	if len(b) == RecordLen+2 {
+		r.Domain = binary.LittleEndian.Uint16(b[12:])
+	}
+	return r, nil
 }
 
 // ErrCorrupt marks data the store cannot make sense of.

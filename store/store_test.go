@@ -156,3 +156,21 @@ func TestDecodeRecordRejectsBadLength(t *testing.T) {
 		t.Fatalf("round trip %+v, %v", got, err)
 	}
 }
+
+// A record with a domain is two bytes longer; both lengths decode, and a
+// record without one encodes as before.
+func TestRecordWithDomain(t *testing.T) {
+	for _, r := range []Record{{FirstMail: 1, FirstSpam: 2, LastMail: 3}, {FirstMail: 1, LastMail: 3, Domain: 513}} {
+		b := r.Encode(nil)
+		if want := RecordLen + map[bool]int{true: 2}[r.Domain != 0]; len(b) != want {
+			t.Fatalf("%+v encodes to %d bytes, want %d", r, len(b), want)
+		}
+		got, err := DecodeRecord(b)
+		if err != nil || got != r {
+			t.Fatalf("%+v round trip: %+v, %v", r, got, err)
+		}
+	}
+	if _, err := DecodeRecord(make([]byte, 13)); err == nil {
+		t.Fatal("a 13-byte record decoded")
+	}
+}
