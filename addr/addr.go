@@ -275,7 +275,12 @@ func validLabels(d string) bool {
 			}
 			n = 0
 			continue
-		case c <= ' ' || c == 0x7f || c == '@' || c >= 0x80:
+		case c <= ' ' || c == 0x7f || c == '@' || c >= 0x80,
+			// Not a host name character: brackets, quotes, punctuation
+			// (a domain ">" made "<<@>." normalise to "<<@>", which
+			// reads as a bracketed path). Letters, digits, '-' and
+			// '_' (seen in real mail) stay.
+			!(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'):
 			return false
 		}
 		n++
