@@ -115,7 +115,10 @@ func (c *command) execute(ctx context.Context, args []string, stdout, stderr io.
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return 2 // flag has printed the error (or -h's usage)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h asked for the usage: printed, nothing wrong
+		}
+		return 2 // flag has printed the error
 	}
 	err := c.run(ctx, &env{args: fs.Args(), stdout: stdout, stderr: stderr})
 	var status exitStatus

@@ -24,7 +24,7 @@ func simulateCommand() command {
 	return command{
 		name:    "simulate",
 		summary: "write a synthetic observation stream with a known truth",
-		args:    "--scenario baseline|plusnet|drip [--seed N] [--out FILE] [--addresses N]",
+		args:    "--scenario " + strings.Join(sim.Scenarios, "|") + " [--seed N] [--out FILE] [--addresses N]",
 		help:    "Writes a synthetic observation stream (JSONL) with a known truth:\n  baseline  90 days, no leak: weekly rhythm, campaigns, a dictionary attack, a quiet holiday week\n  plusnet   a burst leak of one source's list (billing-db: 0.5 % of the at-risk, and its canaries) after six weeks\n  drip      a slow leak of 1,000 addresses over three days after six weeks",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&scenario, "scenario", "", "scenario `name`: "+strings.Join(sim.Scenarios, ", "))
