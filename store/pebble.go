@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
+	"syscall"
 
 	"github.com/cockroachdb/pebble"
 )
@@ -40,6 +42,10 @@ func OpenPebble(path string) (*Pebble, error) {
 	}
 	db, err := pebble.Open(path, opts)
 	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || strings.Contains(err.Error(), "lock held by current process") {
+			// Not damage: another process (a running serve) has it.
+			return nil, fmt.Errorf("store: %s is in use by another process (a running spamsurge serve?): stop it first, or use replay --dry-run: %w", path, ErrLocked)
+		}
 		return nil, fmt.Errorf("store: %s cannot be opened (%w); it is left untouched: restore it from a backup or move it aside to start afresh", path, err)
 	}
 	p := &Pebble{db: db, path: path}

@@ -64,6 +64,9 @@ func DecodeRecord(b []byte) (Record, error) {
 // ErrCorrupt marks data the store cannot make sense of.
 var ErrCorrupt = errors.New("store: corrupt data")
 
+// ErrLocked is a store another process has open.
+var ErrLocked = errors.New("store in use")
+
 // Batch collects writes for one Commit. Recipients are namespaced by the key
 // fingerprint, so records written under another key are neither loaded nor
 // overwritten (they come back if that key is restored).

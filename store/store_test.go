@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,19 @@ func TestRecordWithDomain(t *testing.T) {
 	}
 	if _, err := DecodeRecord(make([]byte, 13)); err == nil {
 		t.Fatal("a 13-byte record decoded")
+	}
+}
+
+// A store open elsewhere is "in use", not damaged.
+func TestPebbleInUseIsNotCorrupt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	s, err := OpenPebble(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = OpenPebble(path)
+	if !errors.Is(err, ErrLocked) || strings.Contains(err.Error(), "restore it from a backup") {
+		t.Fatalf("second open: %v", err)
 	}
 }

@@ -248,7 +248,7 @@ func recipientsFromStore(cfg config.Config, incident string) ([]addr.ID, error) 
 	}
 	st, err := store.OpenPebble(cfg.Store.Path)
 	if err != nil {
-		if strings.Contains(err.Error(), "lock") || strings.Contains(err.Error(), "temporarily unavailable") {
+		if errors.Is(err, store.ErrLocked) {
 			return nil, fmt.Errorf("the store %s is locked by another process — the daemon is probably running: make its API reachable at http.listen, or stop it: %w", cfg.Store.Path, err)
 		}
 		return nil, err
