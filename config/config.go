@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -253,7 +254,7 @@ func Parse(b []byte) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, cleanYAMLError(err)
+		return Config{}, nameKeys(b, cleanYAMLError(err))
 	}
 	err := c.Validate()
 	if err != nil {
@@ -338,6 +339,36 @@ func lookupLine(lines map[string]int, key string) int {
 var fieldNotFound = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
 
 // cleanYAMLError turns yaml.v3's Go type names into config key names.
+// lineRef is "line N: " at the start of a line of a decoder error.
+var lineRef = regexp.MustCompile(`(?m)^(\s*)line (\d+): `)
+
+// nameKeys adds the dotted key to each "line N:" of a decoding error (a
+// value of the wrong type, a bad duration) that does not name one: the
+// key of that line in the file, so every error says where and what.
+func nameKeys(b []byte, err error) error {
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil {
+		return err
+	}
+	lines := map[string]int{}
+	keyLines(&root, "", lines)
+	byLine := map[int]string{}
+	for k, l := range lines {
+		if cur, ok := byLine[l]; !ok || len(k) > len(cur) {
+			byLine[l] = k
+		}
+	}
+	msg := lineRef.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		sub := lineRef.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(sub[2])
+		if k, ok := byLine[n]; ok {
+			return fmt.Sprintf("%sline %s: %s: ", sub[1], sub[2], k)
+		}
+		return m
+	})
+	return errors.New(msg)
+}
+
 func cleanYAMLError(err error) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
