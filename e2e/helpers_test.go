@@ -17,6 +17,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/spamsurge/spamsurge/internal/testkit"
 )
@@ -107,6 +108,22 @@ func (s *sink) messages(t *testing.T) []string {
 		msgs = append(msgs, strings.TrimSuffix(rest, "\n"))
 	}
 	return msgs
+}
+
+// delivered waits (30 s at most) for the sink's first message from a
+// queueing MTA, then a moment more for a duplicate, which would follow
+// closely, and returns the messages.
+func (s *sink) delivered(t *testing.T) []string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(s.messages(t)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the message did not arrive at the sink within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	return s.messages(t)
 }
 
 // daemon is a running `spamsurge serve`.

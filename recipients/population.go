@@ -546,12 +546,20 @@ func (a *tagRisk) bucket(h int64, m uint64, delta int32) {
 
 // matured follows the maturation of hour buckets up to h.
 func (a *tagRisk) matured(h int64) {
-	for k, b := range a.buckets {
+	drain(a.buckets, h, func(b []int32) {
+		for i, n := range b {
+			a.risk[i] += int(n)
+		}
+	})
+}
+
+// drain hands fn every bucket of hours up to h, and drops them (hourly,
+// off the hot path).
+func drain[B any](buckets map[int64]B, h int64, fn func(B)) {
+	for k, b := range buckets {
 		if k <= h {
-			for i, n := range b {
-				a.risk[i] += int(n)
-			}
-			delete(a.buckets, k)
+			fn(b)
+			delete(buckets, k)
 		}
 	}
 }
@@ -651,12 +659,9 @@ func (d *domainRisk) bucketAdd(h int64, dom uint16, delta int32) {
 
 // matured moves the buckets up to hour h into the at-risk counts.
 func (d *domainRisk) matured(h int64) {
-	for k, b := range d.buckets {
-		if k <= h {
-			for dom, n := range b {
-				d.risk[dom] += int(n)
-			}
-			delete(d.buckets, k)
+	drain(d.buckets, h, func(b map[uint16]int32) {
+		for dom, n := range b {
+			d.risk[dom] += int(n)
 		}
-	}
+	})
 }
