@@ -56,8 +56,12 @@ func BenchmarkReloadRecount(b *testing.B) {
 
 // BenchmarkMemoryPerAddress reports the heap held per tracked address.
 func BenchmarkMemoryPerAddress(b *testing.B) {
-	for _, n := range []int{1_000_000, 10_000_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
+	for _, c := range []struct {
+		n       int
+		domains int // 0: none (addresses stored before domains)
+	}{{1_000_000, 0}, {10_000_000, 0}, {10_000_000, 500}} {
+		n := c.n
+		b.Run(fmt.Sprintf("%d/domains=%d", n, c.domains), func(b *testing.B) {
 			for b.Loop() {
 				runtime.GC()
 				var before, after runtime.MemStats
@@ -68,7 +72,10 @@ func BenchmarkMemoryPerAddress(b *testing.B) {
 					binary.LittleEndian.PutUint64(id[:], uint64(i+1)*0x9E3779B97F4A7C15)
 					// Realistic times (2026), so the state packs as in use.
 					fm := uint32(29_500_000 + i%500_000)
-					p.tab.insert(&id, recOf(store.Record{FirstMail: fm, LastMail: fm + uint32(i%100_000)}))
+					s := p.tab.insert(&id, recOf(store.Record{FirstMail: fm, LastMail: fm + uint32(i%100_000)}))
+					if c.domains > 0 {
+						p.tab.setDom(s, uint16(1+i%c.domains))
+					}
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)

@@ -143,7 +143,7 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 	if clockMin != 0 {
 		p.tab.setBase(clockMin, uint16(clockMin/1440))
 	}
-	raw, err := st.Meta(domainsMeta(p.batch.Space))
+	raw, err := st.Meta(DomainsMeta(p.batch.Space))
 	if err != nil {
 		return err
 	}
@@ -578,10 +578,11 @@ func addBits(v []int, m uint64, delta int) {
 	v[len(v)-1] += delta
 }
 
-// domainsMeta names the meta blob of the domain list of a key space:
-// domain names are not addresses (incidents name them), and the ids in the
-// records of one key space refer to its list.
-func domainsMeta(space [8]byte) string { return "recipient_domains:" + hex.EncodeToString(space[:]) }
+// DomainsMeta names the meta blob of the domain list of a key space (a JSON
+// array of names, index = id, "" first): domain names are not addresses
+// (incidents name them), and the ids in the records of one key space refer
+// to its list.
+func DomainsMeta(space [8]byte) string { return "recipient_domains:" + hex.EncodeToString(space[:]) }
 
 // maxDomains bounds the domain ids (a uint16 a slot); later domains are
 // counted as unknown.
@@ -642,7 +643,7 @@ func (d *domainRisk) id(name string, b *store.Batch) uint16 {
 		d.risk = append(d.risk, 0)
 		d.ids[name] = id
 		raw, _ := json.Marshal(d.names)
-		b.PutMeta(domainsMeta(b.Space), raw)
+		b.PutMeta(DomainsMeta(b.Space), raw)
 	}
 	d.last, d.lastID = name, id
 	return id

@@ -22,6 +22,7 @@ func main() {
 	batch := flag.Int("batch", 1000, "keys per synced batch")
 	dir := flag.String("dir", "", "scratch directory (default: a temp dir, removed after)")
 	restartN := flag.Int("restart", 0, "instead: time a detector restart over this many stored recipients")
+	domains := flag.Int("domains", 0, "with -restart: the recipients spread over this many domains (their per-domain at-risk counts are rebuilt at load)")
 	flag.Parse()
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "storebench")
@@ -32,7 +33,7 @@ func main() {
 		*dir = d
 	}
 	if *restartN > 0 {
-		restart(*dir, *restartN)
+		restart(*dir, *restartN, *domains)
 		return
 	}
 	keys := make([][]byte, *n)

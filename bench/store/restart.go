@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,12 +12,13 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/recipients"
 	"github.com/spamsurge/spamsurge/store"
 )
 
 // restart fills a store with n recipients under one key and times how long
 // the detector takes to load it (a daemon restart), with the heap it holds.
-func restart(dir string, n int) {
+func restart(dir string, n, domains int) {
 	path := filepath.Join(dir, "restart")
 	k := make([]byte, 32)
 	rand.Read(k)
@@ -27,11 +29,22 @@ func restart(dir string, n int) {
 	b.PutMeta("key_fingerprint", b.Space[:])
 	b.PutMeta("detector_state", []byte(fmt.Sprintf(`{"clock":%q,"tracked":%d}`, time.Now().UTC().Format(time.RFC3339), n)))
 	now := uint32(time.Now().Unix() / 60)
+	if domains > 0 {
+		names := []string{""}
+		for i := 1; i <= domains; i++ {
+			names = append(names, fmt.Sprintf("d%d.example", i))
+		}
+		raw, _ := json.Marshal(names)
+		b.PutMeta(recipients.DomainsMeta(b.Space), raw)
+	}
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		var id [16]byte
 		rand.Read(id[:])
 		r := store.Record{FirstMail: now - 100000 + uint32(i%90000), LastMail: now - uint32(i%1000)}
+		if domains > 0 {
+			r.Domain = uint16(1 + i%domains)
+		}
 		if i%3 == 0 {
 			r.FirstSpam = r.FirstMail + 10
 		}
