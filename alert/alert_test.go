@@ -139,8 +139,17 @@ func TestNewRejectsBadURL(t *testing.T) {
 
 func TestUpdateNeverBlocks(t *testing.T) {
 	p, _ := New(Options{URL: "http://127.0.0.1:1"})
-	for i := 0; i < 1000; i++ {
-		p.Update([]detector.Incident{incident("open")}) // no Run: must not block
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1000; i++ {
+			p.Update([]detector.Incident{incident("open")}) // no Run: must not block
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Update blocked with nobody pushing (the detector would stall)")
 	}
 }
 

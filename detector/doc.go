@@ -7,6 +7,14 @@
 // (one outcome per recipient) → the statistics here → incidents, which the
 // api and alert packages read through Incidents.
 //
+// Use (daemon.Run does this):
+//
+//	det, err := detector.Open(cfg, reg, log) // key file + Pebble at store.path; a corrupt store is refused
+//	defer det.Close()                       // flushes pending transitions (synced), closes the store
+//	events := det.Observe(o)                // from the ONE goroutine that drains the queue
+//	events = det.Tick(time.Now())           // about once a second, same goroutine: resolution, flushes
+//	incidents := det.Incidents()            // from any goroutine: open + the last 50 resolved
+//
 // Files, one concern each:
 //
 //   - detector.go: the Detector, New, Observe, Tick, Close, persistence;

@@ -83,9 +83,6 @@ type Entry struct {
 	Rec Record
 }
 
-// Len is the number of writes in b.
-func (b *Batch) Len() int { return len(b.Recs) + len(b.Meta) }
-
 // Reset empties b for reuse.
 func (b *Batch) Reset() {
 	b.Recs = b.Recs[:0]
