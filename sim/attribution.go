@@ -121,7 +121,7 @@ func (tr *Truth) WriteLists(dir string) (string, error) {
 	for _, s := range Sources {
 		lines := []string{"# " + s + " (simulated)"}
 		for _, i := range tr.sources[s] {
-			lines = append(lines, address(i))
+			lines = append(lines, tr.address(i))
 		}
 		p, err := write(s+".txt", lines)
 		if err != nil {

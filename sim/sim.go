@@ -16,7 +16,9 @@
 // (1,000 addresses over three days in small campaigns of one sender) and
 // drip-mixed (the same drip hidden in the day's ordinary campaigns: each
 // leaked address gets one message from one of them, so no campaign looks
-// new).
+// new) and shopleak (a hosting provider: the population spread over many
+// customer domains of Zipf-like sizes, and 40 never-spammed addresses of
+// the domain nearest 750 addresses get their first spam over 8 hours).
 package sim
 
 import (
@@ -32,7 +34,7 @@ import (
 )
 
 // Scenarios lists the scenario names.
-var Scenarios = []string{"baseline", "plusnet", "drip", "drip-mixed"}
+var Scenarios = []string{"baseline", "plusnet", "drip", "drip-mixed", "shopleak"}
 
 // Config chooses a scenario.
 type Config struct {
@@ -44,6 +46,10 @@ type Config struct {
 	// as user+detail@ in the leak (see attribution.go); detection then
 	// needs the sub-address separator "+" configured.
 	Subaddresses bool
+	// Domains spreads the addresses over that many customer domains
+	// (custNNN.example) of Zipf-like sizes, the k-th largest about 1/k of
+	// the largest; 0 keeps the three example domains (shopleak: 60).
+	Domains int
 }
 
 // Truth is what the stream hides: written beside it as JSON.
@@ -68,9 +74,15 @@ type Truth struct {
 	Canaries         []Canary `json:"canaries"`
 	SubaddressDetail string   `json:"subaddress_detail,omitempty"`
 
+	// LeakedDomain is the domain shopleak's list belongs to, with its
+	// size (addresses).
+	LeakedDomain     string `json:"leaked_domain,omitempty"`
+	LeakedDomainSize int    `json:"leaked_domain_size,omitempty"`
+
 	sources   map[string][]int // source → population indexes
 	segment   [2]int           // plusnet: the leaked source's index range
 	canaryHit map[int]time.Time
+	names     *layout // nil: the three example domains
 }
 
 // Leak is one leaked list being spammed.
@@ -132,6 +144,11 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		days = 45
 	case "drip", "drip-mixed":
 		days = 46
+	case "shopleak":
+		days = 43
+		if cfg.Domains == 0 {
+			cfg.Domains = 60
+		}
 	default:
 		return nil, fmt.Errorf("sim: unknown scenario %q (have %s)", cfg.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -153,8 +170,11 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		}
 	}
 	tr := &Truth{Scenario: cfg.Scenario, Seed: cfg.Seed, Addresses: n, Start: cfg.Start, End: cfg.Start.Add(time.Duration(days) * 24 * time.Hour)}
+	if cfg.Domains > 0 {
+		tr.names = newLayout(n, cfg.Domains)
+	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	enc := &encoder{w: bw, n: n}
+	enc := &encoder{w: bw, n: n, names: tr.names}
 
 	// Scenario events.
 	var leakDay, leakLen int
@@ -165,7 +185,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		d := cfg.Start.Add(40*24*time.Hour + 3*time.Hour)
 		tr.Dictionary = append(tr.Dictionary, Window{d, d.Add(40 * time.Minute)})
 		tr.Holiday = &Window{cfg.Start.Add(60 * 24 * time.Hour), cfg.Start.Add(67 * 24 * time.Hour)}
-	case "plusnet", "drip", "drip-mixed":
+	case "plusnet", "drip", "drip-mixed", "shopleak":
 		leakDay = 42
 	}
 	// Leaked lists are chosen at leak time among the addresses then
@@ -238,17 +258,23 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		if leakDay > 0 && day >= leakDay {
 			if day == leakDay {
 				var segLo int
-				leaked, segLo = chooseLeak(rng, pop, cfg.Scenario, n)
+				if cfg.Scenario == "shopleak" {
+					var d int
+					leaked, d = tr.names.chooseShop(rng, pop, 750, 40)
+					tr.LeakedDomain, tr.LeakedDomainSize = tr.names.names[d], tr.names.size(d)
+				} else {
+					leaked, segLo = chooseLeak(rng, pop, cfg.Scenario, n)
+				}
 				if cfg.Scenario == "plusnet" {
 					tr.segment = [2]int{segLo, segLo + n/10}
 				}
 				l := Leak{Kind: "burst", Start: dayStart.Add(leakStartOff)}
-				if cfg.Scenario == "drip" || cfg.Scenario == "drip-mixed" {
+				if cfg.Scenario == "drip" || cfg.Scenario == "drip-mixed" || cfg.Scenario == "shopleak" {
 					l.Kind = "drip"
 					leakLen = 3
 				}
 				for _, i := range leaked {
-					l.Addresses = append(l.Addresses, address(i))
+					l.Addresses = append(l.Addresses, tr.address(i))
 				}
 				tr.Leaks = append(tr.Leaks, l)
 			}
@@ -293,6 +319,20 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 							msgs = append(msgs, msg{t: t, rcpt: []int{i}, spam: true, c: c, n: rng.IntN(1 << 30)})
 							break
 						}
+					}
+				}
+			case "shopleak":
+				// The shop's list, 40 addresses, spammed over 8 hours
+				// by small campaigns of one sender (4 recipients each).
+				if day == leakDay {
+					l.End = l.Start.Add(8 * time.Hour)
+					for k := 0; k < len(leaked); k += 4 {
+						c := newCampaign(rng, l.Start.Add(time.Duration(k)*8*time.Hour/time.Duration(len(leaked))))
+						c.from = "promo@shop-offers.example"
+						c.msgid = "mta.shop-offers.example"
+						c.dur = 40 * time.Minute
+						c.rcpts = leaked[k:min(k+4, len(leaked))]
+						msgs = appendCampaign(rng, msgs, c)
 					}
 				}
 			case "drip":
@@ -383,6 +423,77 @@ func address(i int) string {
 		return fmt.Sprintf("role%d@%s", -i, domains[(-i)%len(domains)])
 	}
 	return fmt.Sprintf("user%06d@%s", i, domains[i%len(domains)])
+}
+
+// address is the address of population index i in this scenario's layout.
+func (tr *Truth) address(i int) string { return tr.names.address(i) }
+
+// layout spreads the population over customer domains of Zipf-like sizes:
+// domain k (0 the largest) holds the indexes from starts[k] on.
+type layout struct {
+	starts []int
+	names  []string
+	n      int
+}
+
+func newLayout(n, domains int) *layout {
+	l := &layout{n: n}
+	var sum float64
+	for k := 1; k <= domains; k++ {
+		sum += 1 / float64(k)
+	}
+	at := 0
+	for k := 1; k <= domains && at < n; k++ {
+		l.starts = append(l.starts, at)
+		l.names = append(l.names, fmt.Sprintf("cust%03d.example", k))
+		at += max(1, int(float64(n)/float64(k)/sum+0.5))
+	}
+	return l
+}
+
+// domain is the domain index of population index i.
+func (l *layout) domain(i int) int {
+	k, _ := slices.BinarySearch(l.starts, i+1)
+	return k - 1
+}
+
+func (l *layout) size(d int) int {
+	if d+1 < len(l.starts) {
+		return l.starts[d+1] - l.starts[d]
+	}
+	return l.n - l.starts[d]
+}
+
+func (l *layout) address(i int) string {
+	if l == nil || i < 0 {
+		return address(i)
+	}
+	return fmt.Sprintf("user%06d@%s", i, l.names[l.domain(i)])
+}
+
+// chooseShop picks the domain nearest size addresses and want of its
+// addresses that have never been spammed.
+func (l *layout) chooseShop(rng *rand.Rand, pop []person, size, want int) ([]int, int) {
+	best := 0
+	for d := range l.starts {
+		if abs(l.size(d)-size) < abs(l.size(best)-size) {
+			best = d
+		}
+	}
+	var out []int
+	for _, j := range rng.Perm(l.size(best)) {
+		if i := l.starts[best] + j; pop[i].spam == 0 && pop[i].joinsDay == 0 && len(out) < want {
+			out = append(out, i)
+		}
+	}
+	return out, best
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 func newCampaign(rng *rand.Rand, start time.Time) *campaign {
@@ -491,6 +602,7 @@ type encoder struct {
 	buf   []byte
 	lines int
 	n     int // population: indexes from n on are canaries
+	names *layout
 	// sub gives some recipients of campaign subOf a sub-address detail.
 	sub   map[int]string
 	subOf *campaign
@@ -505,7 +617,7 @@ func (e *encoder) write(m *msg) error {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		a := address(r)
+		a := e.names.address(r)
 		if r >= e.n {
 			a = canaryAddress(r - e.n)
 		} else if d, ok := e.sub[r]; ok && m.c != nil && m.c == e.subOf {

@@ -18,14 +18,14 @@ func simulateCommand() command {
 	var (
 		scenario, out, truthPath, keyFile, lists string
 		seed                                     uint64
-		n                                        int
+		n, domains                               int
 		subaddr                                  bool
 	)
 	return command{
 		name:    "simulate",
 		summary: "write a synthetic observation stream with a known truth",
 		args:    "--scenario " + strings.Join(sim.Scenarios, "|") + " [--seed N] [--out FILE] [--addresses N]",
-		help:    "Writes a synthetic observation stream (JSONL) with a known truth:\n  baseline  90 days, no leak: weekly rhythm, campaigns, a dictionary attack, a quiet holiday week\n  plusnet   a burst leak of one source's list (billing-db: 0.5 % of the at-risk, and its canaries) after six weeks\n  drip      a slow leak of 1,000 addresses over three days after six weeks",
+		help:    "Writes a synthetic observation stream (JSONL) with a known truth:\n  baseline  90 days, no leak: weekly rhythm, campaigns, a dictionary attack, a quiet holiday week\n  plusnet   a burst leak of one source's list (billing-db: 0.5 % of the at-risk, and its canaries) after six weeks\n  drip      a slow leak of 1,000 addresses over three days after six weeks\n  shopleak  60 customer domains of Zipf-like sizes; 40 addresses of the one nearest 750 leak over 8 hours",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&scenario, "scenario", "", "scenario `name`: "+strings.Join(sim.Scenarios, ", "))
 			fs.Uint64Var(&seed, "seed", 1, "random seed")
@@ -34,6 +34,7 @@ func simulateCommand() command {
 			fs.StringVar(&truthPath, "truth", "", "truth `file` (default: OUT.truth.json, or none with stdout)")
 			fs.StringVar(&keyFile, "key-file", "", "address key `file`: adds the leaked addresses' hash ids to the truth")
 			fs.StringVar(&lists, "lists", "", "`dir` to write the source lists, canaries and known sub-address details into, with attribution.yaml (a config section naming them)")
+			fs.IntVar(&domains, "domains", 0, "spread the addresses over this many customer domains of Zipf-like sizes (shopleak: 60 when 0)")
 			fs.BoolVar(&subaddr, "subaddresses", false, "a third of plusnet's leaked addresses appear as user+shop@ (needs detector.subaddress_separators: \"+\")")
 		},
 		run: func(_ context.Context, e *env) error {
@@ -52,7 +53,7 @@ func simulateCommand() command {
 					truthPath = out + ".truth.json"
 				}
 			}
-			tr, err := sim.Run(sim.Config{Scenario: scenario, Seed: seed, Addresses: n, Subaddresses: subaddr}, w)
+			tr, err := sim.Run(sim.Config{Scenario: scenario, Seed: seed, Addresses: n, Subaddresses: subaddr, Domains: domains}, w)
 			if err != nil {
 				return err
 			}
