@@ -340,7 +340,7 @@ var fieldNotFound = regexp.MustCompile(`field (\S+) not found in type config\.(\
 
 // cleanYAMLError turns yaml.v3's Go type names into config key names.
 // lineRef is "line N: " at the start of a line of a decoder error.
-var lineRef = regexp.MustCompile(`(?m)^(\s*)line (\d+): `)
+var lineRef = regexp.MustCompile(`(?m)^(\s*)line (\d+): (unknown key )?`)
 
 // nameKeys adds the dotted key to each "line N:" of a decoding error (a
 // value of the wrong type, a bad duration) that does not name one: the
@@ -361,7 +361,7 @@ func nameKeys(b []byte, err error) error {
 	msg := lineRef.ReplaceAllStringFunc(err.Error(), func(m string) string {
 		sub := lineRef.FindStringSubmatch(m)
 		n, _ := strconv.Atoi(sub[2])
-		if k, ok := byLine[n]; ok {
+		if k, ok := byLine[n]; ok && sub[3] == "" { // an unknown key names itself
 			return fmt.Sprintf("%sline %s: %s: ", sub[1], sub[2], k)
 		}
 		return m
