@@ -125,7 +125,7 @@ func Run(ctx context.Context, o Options) error {
 	// detector's clock, or everything after it would count as late.
 	skew := cfg.Detector.MaxClockSkew.D()
 	notAfter := func() time.Time { return time.Now().Add(skew) }
-	det, detErr := detector.OpenWith(cfg, reg, dlog, func(o *detector.Options) { o.NotAfter = notAfter })
+	det, detErr := OpenDetector(cfg, reg, dlog, func(o *detector.Options) { o.NotAfter = notAfter })
 	if det != nil && lists != nil {
 		det.SetAttribution(lists)
 	}

@@ -15,13 +15,12 @@ import (
 	"github.com/spamsurge/spamsurge/alert"
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
-	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/smtpd"
 	"github.com/spamsurge/spamsurge/verdict"
 )
 
 // This file turns the configuration into the components' Options; the
-// detector's own conversion is detector.Open's.
+// detector's own conversion is OpenDetector's (detector.go).
 
 // smtpOptions turns the config into proxy options. It reads the
 // certificate and CA files the config names.
@@ -95,7 +94,7 @@ func smtpOptions(cfg config.Config) (smtpd.Options, error) {
 // options, hashed with the store key (created if missing, as the detector
 // would).
 func listsOptions(cfg config.Config, reg prometheus.Registerer, log *zap.Logger) (attribution.Options, error) {
-	key, err := addr.LoadKey(detector.KeyFile(cfg))
+	key, err := addr.LoadKey(KeyFile(cfg))
 	if err != nil {
 		return attribution.Options{}, err
 	}

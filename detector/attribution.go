@@ -13,7 +13,6 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
-	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/store"
 )
@@ -335,23 +334,6 @@ func (d *Detector) SetAttribution(a Attributor) {
 	}
 	d.o.Attribution = a
 	d.attrSync(a.Current())
-}
-
-// LoadLists loads the configuration's tag and canary lists hashed with
-// this Detector's key and address policy, and attaches them (nil when none
-// are configured). replay uses it; serve loads its lists before Open.
-func (d *Detector) LoadLists(c config.Config, reg prometheus.Registerer, log *zap.Logger) (*attribution.Set, error) {
-	if len(c.Attribution.Tags) == 0 && len(c.Attribution.Canaries) == 0 {
-		return nil, nil
-	}
-	ac := attribution.ConfigFrom(c, d.o.Key)
-	ac.Normalizer = d.o.Normalizer
-	s, err := attribution.New(attribution.Options{Config: ac, Registerer: reg, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	d.SetAttribution(s)
-	return s, nil
 }
 
 // attrRejected checks the recipients the next hop refused: mail to a

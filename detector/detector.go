@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/recipients"
 	"github.com/spamsurge/spamsurge/store"
@@ -391,6 +392,14 @@ func (d *Detector) Tick(now time.Time) []Event {
 	}
 	return d.out
 }
+
+// CloseStore makes Close close c (the store the caller opened for this
+// Detector alone).
+func (d *Detector) CloseStore(c io.Closer) { d.closer = c }
+
+// Keying is the key and address policy the Detector hashes with, for lists
+// that must hash the same way.
+func (d *Detector) Keying() (*addr.Key, addr.Normalizer) { return d.o.Key, d.o.Normalizer }
 
 // Close writes all pending state durably (and closes the store if Open
 // opened it). The Detector must not be used afterwards.

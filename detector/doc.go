@@ -7,9 +7,10 @@
 // (one outcome per recipient) → the statistics here → incidents, which the
 // api and alert packages read through Incidents.
 //
-// Use (daemon.Run does this):
+// Use (daemon.Run does this; daemon holds the config wiring, detector
+// never reads the config):
 //
-//	det, err := detector.Open(cfg, reg, log) // key file + Pebble at store.path; a corrupt store is refused
+//	det, err := daemon.OpenDetector(cfg, reg, log, nil) // key file + Pebble at store.path; a corrupt store is refused
 //	defer det.Close()                       // flushes pending transitions (synced), closes the store
 //	events := det.Observe(o)                // from the ONE goroutine that drains the queue
 //	events = det.Tick(time.Now())           // about once a second, same goroutine: resolution, flushes

@@ -27,7 +27,6 @@ import (
 
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/daemon"
-	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/ingest"
 	"github.com/spamsurge/spamsurge/replay"
 	"github.com/spamsurge/spamsurge/sim"
@@ -246,7 +245,7 @@ func (d *demo) bootstrap(ctx context.Context, cfg config.Config, n int, seed uin
 
 	c := cfg
 	c.Detector.FlushInterval = config.Duration(time.Hour)
-	det, err := detector.Open(c, prometheus.NewRegistry(), zap.NewNop())
+	det, err := daemon.OpenDetector(c, prometheus.NewRegistry(), zap.NewNop(), nil)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/daemon"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/replay"
 	"github.com/spamsurge/spamsurge/store"
@@ -68,11 +69,11 @@ func replayCommand() command {
 			if dry {
 				d, err = dryDetector(cfg, log)
 			} else {
-				d, err = detector.OpenWith(cfg, prometheus.NewRegistry(), log, func(o *detector.Options) { o.NoSync = true })
+				d, err = daemon.OpenDetector(cfg, prometheus.NewRegistry(), log, func(o *detector.Options) { o.NoSync = true })
 			}
 			if err == nil {
 				// attribution.tags and .canaries, hashed with the detector's key.
-				if _, err = d.LoadLists(cfg, nil, log); err != nil {
+				if _, err = daemon.LoadLists(d, cfg, nil, log); err != nil {
 					d.Close()
 				}
 			}
@@ -157,7 +158,7 @@ func replayCommand() command {
 // file exists (so ids match the daemon's) and a throwaway key otherwise.
 func dryDetector(cfg config.Config, log *zap.Logger) (*detector.Detector, error) {
 	var key *addr.Key
-	path := detector.KeyFile(cfg)
+	path := daemon.KeyFile(cfg)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		b := make([]byte, addr.KeyLen)
 		rand.Read(b)
@@ -171,7 +172,7 @@ func dryDetector(cfg config.Config, log *zap.Logger) (*detector.Detector, error)
 			return nil, fmt.Errorf("store.key_file: %w", err)
 		}
 	}
-	o := detector.OptionsFromConfig(cfg)
+	o := daemon.DetectorOptions(cfg)
 	o.Key, o.Store, o.Registerer, o.Logger = key, store.NewMemory(), prometheus.NewRegistry(), log
 	return detector.New(o)
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/daemon"
-	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -63,7 +62,7 @@ func resolveCommand() command {
 
 func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag string, stdout, stderr io.Writer) error {
 	// Never create a key here: a new key would match nothing.
-	keyPath := detector.KeyFile(cfg)
+	keyPath := daemon.KeyFile(cfg)
 	if _, err := os.Stat(keyPath); err != nil {
 		return fmt.Errorf("store.key_file: %w (resolve needs the key the daemon hashes with)", err)
 	}
@@ -71,7 +70,7 @@ func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag st
 	if err != nil {
 		return fmt.Errorf("store.key_file: %w", err)
 	}
-	norm := detector.OptionsFromConfig(cfg).Normalizer
+	norm := daemon.DetectorOptions(cfg).Normalizer
 
 	var lists *attribution.Lists
 	if tag != "" {

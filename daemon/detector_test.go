@@ -1,0 +1,78 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/ingest"
+)
+
+// gauge reads one unlabelled series from reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) == 1 {
+			return mf.Metric[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no series %s", name)
+	return 0
+}
+
+func TestOpenFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Store.Path = filepath.Join(dir, "data")
+	d, err := OpenDetector(cfg, prometheus.NewRegistry(), zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "data.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file beside the store: %v %v", st, err)
+	}
+	if !d.WarmingUp() {
+		t.Fatal("new store not warming up")
+	}
+	d.Observe(ingest.Observation{Time: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), Rcpt: []string{"a@example.net", "B+x@Example.NET"}})
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	d, err = OpenDetector(cfg, reg, zap.NewNop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Tracked() != 2 || gauge(t, reg, "spamsurge_recipients_tracked") != 2 {
+		t.Fatalf("tracked after reopen: %d", d.Tracked())
+	}
+	// Sub-address stripped and case folded by default: b@example.net is known.
+	d.Observe(ingest.Observation{Time: time.Date(2026, 5, 1, 1, 0, 0, 0, time.UTC), Rcpt: []string{"b@example.net"}})
+	if d.Tracked() != 2 {
+		t.Fatalf("b@ not recognised as B+x@: tracked %d", d.Tracked())
+	}
+	d.Close()
+
+	cfg.Store.RedisURL = "redis://127.0.0.1:6379/0"
+	if _, err := OpenDetector(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "store.redis_url") {
+		t.Fatalf("redis: %v", err)
+	}
+	cfg.Store.RedisURL = ""
+	cfg.Store.Path = filepath.Join(dir, "not-a-store")
+	os.MkdirAll(cfg.Store.Path, 0o700)
+	os.WriteFile(filepath.Join(cfg.Store.Path, "x"), []byte("x"), 0o600)
+	if _, err := OpenDetector(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "store.path") {
+		t.Fatalf("foreign directory: %v", err)
+	}
+}
