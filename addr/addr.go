@@ -236,6 +236,11 @@ func (n Normalizer) normalize(a string) (norm, detail string, err error) {
 	if n.FoldLocal {
 		local = strings.ToLower(local)
 		detail = strings.ToLower(detail)
+		// Folding can lengthen UTF-8 ("Ⱥ", 2 bytes, folds to "ⱥ", 3):
+		// the canonical form must itself be valid.
+		if len(local) > MaxLocalLen {
+			return "", "", fmt.Errorf("%w: local part longer than %d bytes", ErrInvalid, MaxLocalLen)
+		}
 	}
 	if len(local)+1+len(domain) == len(a) && a[:len(local)] == local && a[len(local)+1:] == domain && a[len(local)] == '@' {
 		return a, detail, nil // already canonical: no copy (the common case)
