@@ -9,6 +9,8 @@
 #
 # Example: scripts/fuzz.sh 30s FuzzSession FuzzDataReader
 # FUZZ_PARALLEL=N limits the fuzzing workers (default: one per CPU).
+# -timeout 0: go test's default 10-minute timeout would otherwise end a
+# 10-minute run with "context deadline exceeded", which is no crash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10m}
@@ -36,7 +38,7 @@ while read -r dir target; do
 	pkg=$(cd "$dir" && go list .)
 	start=$(date +%s)
 	printf '%-22s %-32s ' "$target" "$pkg"
-	if ! (cd "$dir" && go test -run '^$' -fuzz "^${target}\$" -fuzztime "$dur" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} . >>"$log" 2>&1); then
+	if ! (cd "$dir" && go test -run '^$' -timeout 0 -fuzz "^${target}\$" -fuzztime "$dur" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} . >>"$log" 2>&1); then
 		echo "FAILED (see $log; the input is under $dir/testdata/fuzz/$target)"
 		status=1
 		continue
