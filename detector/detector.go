@@ -132,7 +132,7 @@ func New(o Options) (*Detector, error) {
 		groups:     map[string]*group{}, prevGroups: map[string]*group{},
 		senders: map[string]*group{}, prevSend: map[string]*group{},
 	}
-	d.pop = recipients.New(recipients.Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: max(0, o.ForgetAfter)}, d.space)
+	d.pop = recipients.New(recipients.Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: max(0, o.ForgetAfter), Domains: o.DomainCounts}, d.space)
 	fp, err := o.Store.Meta(metaKeyFP)
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)

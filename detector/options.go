@@ -38,9 +38,13 @@ type Options struct {
 	// 400 days; negative: never), so the state does not grow for ever and
 	// a closed account is forgotten.
 	ForgetAfter time.Duration
-	Learn       time.Duration // default 72h of learning after Warmup on a new store
-	FlushEvery  time.Duration // default 1s: the crash loss window
-	FlushMax    int           // default 1000 transitions per batch
+	// DomainCounts keeps the per-domain at-risk counts (recipients
+	// Options.Domains) that per-domain detection will test; off by
+	// default until that test exists, as it costs the hot path.
+	DomainCounts bool
+	Learn        time.Duration // default 72h of learning after Warmup on a new store
+	FlushEvery   time.Duration // default 1s: the crash loss window
+	FlushMax     int           // default 1000 transitions per batch
 	// NoSync commits batches without waiting for the disk, except on
 	// Close: for replay, where a crash means running it again.
 	NoSync bool

@@ -90,6 +90,12 @@ type Options struct {
 	// ForgetAfter: an address without mail for this long is dropped
 	// (Forget); zero keeps every address for ever.
 	ForgetAfter time.Duration
+	// Domains keeps the per-domain at-risk counts (DomainRisk), for
+	// per-domain detection. Off, no domain is kept or written, and the
+	// hot path does not pay for it (a 2-byte array beside the table,
+	// read on first spams and writes, and the domains' buckets); records
+	// rewritten then lose their domain and adopt it again once it is on.
+	Domains bool
 }
 
 // Population is the recipient state kept in memory (packed table, 20.5 B
@@ -117,7 +123,7 @@ type Population struct {
 // (the key fingerprint).
 func New(o Options, space [8]byte) *Population {
 	p := &Population{o: o, warmupMin: uint32(o.Warmup / time.Minute), tab: newTable(0), mature: map[int64]int32{}}
-	p.doms.init()
+	p.doms.init(o.Domains)
 	p.batch.Space = space
 	return p
 }
@@ -158,7 +164,7 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 		aid := addr.ID(id)
 		x := recOf(r)
 		s := p.tab.insert(&aid, x)
-		if r.Domain != 0 {
+		if r.Domain != 0 && p.doms.on {
 			if int(r.Domain) >= len(p.doms.names) {
 				return fmt.Errorf("recipient of domain %d, %d known: %w", r.Domain, len(p.doms.names)-1, store.ErrCorrupt)
 			}
@@ -172,10 +178,10 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 			// is processed.
 			if h := p.matureHour(r.FirstMail); h <= int64(clockMin)/60 {
 				p.atRisk++
-				p.doms.risk[r.Domain]++
+				p.doms.add(p.tab.dom(s), 1)
 			} else {
 				p.mature[h]++
-				p.doms.bucketAdd(h, r.Domain, 1)
+				p.doms.bucketAdd(h, p.tab.dom(s), 1)
 			}
 		}
 		return nil
@@ -233,10 +239,10 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 			out = append(out, Outcome{Kind: Canary, ID: id, Detail: detail, Source: src})
 			continue
 		}
-		dom := p.doms.id(rcpts[i].Domain, &p.batch)
 		k := key64(&id)
 		sl, found := p.tab.lookup(k)
 		if !found {
+			dom := p.doms.id(rcpts[i].Domain, &p.batch)
 			r := store.Record{FirstMail: now, LastMail: now, Domain: dom}
 			kind := NewMail
 			if spam {
@@ -256,23 +262,18 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 			out = append(out, Outcome{Kind: kind, ID: id, Detail: detail, Domain: dom})
 			continue
 		}
+		// The domain array is read only where it matters (a first spam,
+		// a write): it is one more cache miss per recipient otherwise.
 		st := p.tab.get(sl)
 		changed, touched := false, false
-		if d := p.tab.dom(sl); d != 0 || dom == 0 {
-			dom = d
-		} else {
-			// Stored before domains were kept: it moves from the
-			// unknown domain to its own, and is written with it.
-			p.adopt(sl, st, dom)
-			changed = true
-		}
-		oc := Outcome{Kind: Mail, ID: id, Detail: detail, Domain: dom}
+		oc := Outcome{Kind: Mail, ID: id, Detail: detail}
 		if spam {
 			oc.Kind = Spam
 		}
 		if spam && st.firstSpam == 0 {
 			st.firstSpam = now
 			changed = true
+			oc.Domain = p.tab.dom(sl)
 			if p.established(st.firstMail) {
 				oc.Kind = FirstSpam
 				// The last mail is kept to the day: count from the
@@ -285,7 +286,7 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 				if h := p.matureHour(st.firstMail); h > p.matHr {
 					p.mature[h]--
 					p.tags.mature(h, k, -1)
-					p.doms.bucketAdd(h, dom, -1)
+					p.doms.bucketAdd(h, oc.Domain, -1)
 				}
 			}
 		}
@@ -302,7 +303,16 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 		if changed {
 			r := st.record()
 			r.LastMail = now
-			r.Domain = dom
+			r.Domain = p.tab.dom(sl)
+			if r.Domain == 0 && rcpts[i].Domain != "" {
+				// Stored before domains were kept: it moves from the
+				// unknown domain to its own as it is written. (A first
+				// spam in this message is still counted under the
+				// unknown one: its Outcome says 0, and so does Spent.)
+				if r.Domain = p.doms.id(rcpts[i].Domain, &p.batch); r.Domain != 0 {
+					p.adopt(sl, st, r.Domain)
+				}
+			}
 			p.dirty(id, r)
 			st.savedDay = st.lastDay
 		}
@@ -351,7 +361,7 @@ func (p *Population) Forget(st Source, t time.Time) (int, error) {
 			if p.established(x.firstMail) {
 				p.atRisk--
 				p.tags.spent(p.tags.mask(k))
-				p.doms.risk[d]--
+				p.doms.add(d, -1)
 			} else if h := p.matureHour(x.firstMail); h > p.matHr {
 				p.mature[h]--
 				p.tags.mature(h, k, -1)
@@ -378,7 +388,7 @@ func (p *Population) Spent(o *Outcome) {
 	}
 	p.atRisk--
 	p.tags.spent(o.mask)
-	p.doms.risk[o.Domain]--
+	p.doms.add(o.Domain, -1)
 }
 
 // adopt moves a never-spammed address stored without a domain (slot s,
@@ -389,8 +399,8 @@ func (p *Population) adopt(s *slot, st rec, d uint16) {
 		return
 	}
 	if p.established(st.firstMail) {
-		p.doms.risk[0]--
-		p.doms.risk[d]++
+		p.doms.add(0, -1)
+		p.doms.add(d, 1)
 	} else if h := p.matureHour(st.firstMail); h > p.matHr {
 		p.doms.bucketAdd(h, 0, -1)
 		p.doms.bucketAdd(h, d, 1)
@@ -462,7 +472,7 @@ func (p *Population) SetLists(l *attribution.Lists) {
 		d := p.tab.dom(sl)
 		if p.established(st.firstMail) {
 			p.atRisk--
-			p.doms.risk[d]--
+			p.doms.add(d, -1)
 		} else if h := p.matureHour(st.firstMail); h > p.matHr {
 			p.mature[h]--
 			p.doms.bucketAdd(h, d, -1)
@@ -592,6 +602,7 @@ const maxDomains = 1<<16 - 1
 // list (id → name, written with the records that first refer to an id)
 // and, per domain, the at-risk count and the maturation buckets.
 type domainRisk struct {
+	on      bool     // Options.Domains
 	names   []string // by id; names[0] is "" (unknown)
 	ids     map[string]uint16
 	risk    []int
@@ -602,7 +613,8 @@ type domainRisk struct {
 	lastID uint16
 }
 
-func (d *domainRisk) init() {
+func (d *domainRisk) init(on bool) {
+	d.on = on
 	d.names, d.ids, d.risk = []string{""}, map[string]uint16{}, []int{0}
 	d.buckets = map[int64]map[uint16]int32{}
 }
@@ -627,7 +639,7 @@ func (d *domainRisk) load(raw []byte) error {
 // id is the id of domain name, added (and the list written into b) when
 // new.
 func (d *domainRisk) id(name string, b *store.Batch) uint16 {
-	if name == "" {
+	if name == "" || !d.on {
 		return 0
 	}
 	if name == d.last {
@@ -649,7 +661,17 @@ func (d *domainRisk) id(name string, b *store.Batch) uint16 {
 	return id
 }
 
+// add changes the at-risk count of domain dom.
+func (d *domainRisk) add(dom uint16, delta int) {
+	if d.on {
+		d.risk[dom] += delta
+	}
+}
+
 func (d *domainRisk) bucketAdd(h int64, dom uint16, delta int32) {
+	if !d.on {
+		return
+	}
 	b := d.buckets[h]
 	if b == nil {
 		b = map[uint16]int32{}

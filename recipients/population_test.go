@@ -272,7 +272,7 @@ func domainRisks(p *Population) []int {
 func TestDomainCountsMatchRecount(t *testing.T) {
 	k := testKey(t)
 	st := store.NewMemory()
-	o := Options{Warmup: 3 * time.Hour, ForgetAfter: 400 * 24 * time.Hour}
+	o := Options{Warmup: 3 * time.Hour, ForgetAfter: 400 * 24 * time.Hour, Domains: true}
 	p := New(o, k.Fingerprint())
 	domains := []string{"a.example", "b.example", "c.example", ""}
 	rc := func(i int) Rcpt {
@@ -325,7 +325,8 @@ func TestDomainCountsMatchRecount(t *testing.T) {
 }
 
 // Addresses stored before domains were kept count as unknown, and move to
-// their domain on their next mail.
+// their domain when they are next written (a first spam, or their last
+// mail moving a week).
 func TestLegacyAddressAdoptsItsDomain(t *testing.T) {
 	k := testKey(t)
 	st := store.NewMemory()
@@ -335,7 +336,7 @@ func TestLegacyAddressAdoptsItsDomain(t *testing.T) {
 	if err := st.Commit(&b, true); err != nil {
 		t.Fatal(err)
 	}
-	p := New(Options{Warmup: time.Hour}, k.Fingerprint())
+	p := New(Options{Warmup: time.Hour, Domains: true}, k.Fingerprint())
 	later := t0.Add(2 * time.Hour)
 	if err := p.Load(st, later, 1); err != nil {
 		t.Fatal(err)
@@ -344,11 +345,29 @@ func TestLegacyAddressAdoptsItsDomain(t *testing.T) {
 		t.Fatalf("legacy address: %d domains, unknown at risk %d", p.Domains(), p.DomainRisk(0))
 	}
 	a.Domain = "shop.example"
+	p.Apply(later, []Rcpt{a}, false, nil) // no write: nothing moves yet
+	if p.DomainRisk(0) != 1 || p.Pending() != 0 {
+		t.Fatalf("mail without a write moved the address (unknown %d, %d writes)", p.DomainRisk(0), p.Pending())
+	}
+	later = later.Add(8 * 24 * time.Hour) // the last mail moved a week: written
+	p.Mature(later.Unix() / 3600)
 	p.Apply(later, []Rcpt{a}, false, nil)
 	if p.DomainRisk(0) != 0 || p.DomainRisk(1) != 1 || p.DomainName(1) != "shop.example" {
 		t.Fatalf("after mail: unknown %d, %q %d", p.DomainRisk(0), p.DomainName(1), p.DomainRisk(1))
 	}
 	if p.Pending() != 1 || p.Batch().Recs[0].Rec.Domain != 1 {
 		t.Fatalf("the adopted domain is not written: %+v", p.Batch().Recs)
+	}
+}
+
+// Without Options.Domains nothing of the domains is kept or written.
+func TestDomainsOff(t *testing.T) {
+	k := testKey(t)
+	p := New(Options{Warmup: time.Hour}, k.Fingerprint())
+	a := rcpt(k, 1)
+	a.Domain = "shop.example"
+	p.Apply(t0, []Rcpt{a}, false, nil)
+	if p.Domains() != 1 || p.tab.doms != nil || p.Batch().Recs[0].Rec.Domain != 0 || len(p.Batch().Meta) != 0 {
+		t.Fatalf("domains kept while off: %d domains, array %v, record %+v, meta %v", p.Domains(), p.tab.doms != nil, p.Batch().Recs[0].Rec, p.Batch().Meta)
 	}
 }
