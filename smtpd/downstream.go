@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -404,18 +405,36 @@ type dotWriter struct {
 
 func (w *dotWriter) Write(p []byte) (int, error) {
 	w.d.conn.SetWriteDeadline(time.Now().Add(w.d.opts.DataTimeout))
-	start := 0
-	for i, c := range p {
-		if w.bol && c == '.' {
-			if _, err := w.d.w.Write(p[start:i]); err != nil {
-				return start, classify(err, reasonIO)
+	// A dot that starts a line gets another dot before it: the lines
+	// start at p[0] (when bol) and after each LF, so the dots to stuff
+	// are found with one search for "\n." each rather than byte by byte.
+	start, from := 0, 0
+	at := -1
+	if w.bol && len(p) > 0 && p[0] == '.' {
+		at = 0
+	}
+	for {
+		if at < 0 {
+			k := bytes.Index(p[from:], lineDot)
+			if k < 0 {
+				break
 			}
-			if err := w.d.w.WriteByte('.'); err != nil {
-				return i, classify(err, reasonIO)
-			}
-			start = i
+			at = from + k + 1
 		}
-		w.bol = c == '\n'
+		// (On a failure bol is left as a byte-at-a-time loop would
+		// leave it: true, before the dot at p[at].)
+		if _, err := w.d.w.Write(p[start:at]); err != nil {
+			w.bol = true
+			return start, classify(err, reasonIO)
+		}
+		if err := w.d.w.WriteByte('.'); err != nil {
+			w.bol = true
+			return at, classify(err, reasonIO)
+		}
+		start, from, at = at, at, -1
+	}
+	if len(p) > 0 {
+		w.bol = p[len(p)-1] == '\n'
 	}
 	if _, err := w.d.w.Write(p[start:]); err != nil {
 		return start, classify(err, reasonIO)
@@ -423,6 +442,8 @@ func (w *dotWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	return len(p), nil
 }
+
+var lineDot = []byte("\n.")
 
 // finish ends the body with the dot and flushes. The body must end with
 // CRLF (the normaliser guarantees it).
