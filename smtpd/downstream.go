@@ -245,7 +245,8 @@ func (e *ReplyError) Error() string { return "next hop replied " + e.Reply.Strin
 // cmd sends one command line and reads its reply.
 func (d *downstream) cmd(line string) (Reply, error) {
 	d.conn.SetDeadline(time.Now().Add(d.opts.CommandTimeout))
-	if _, err := d.w.WriteString(line + "\r\n"); err != nil {
+	d.w.WriteString(line)
+	if _, err := d.w.WriteString("\r\n"); err != nil {
 		return Reply{}, classify(err, reasonIO)
 	}
 	if err := d.w.Flush(); err != nil {
@@ -312,6 +313,10 @@ func (d *downstream) readLine() (string, error) {
 			}
 			return "", err
 		}
+		if !isPrefix && b == nil && len(chunk) <= maxReplyLine {
+			// The whole line at once: one allocation.
+			return string(chunk), nil
+		}
 		b = append(b, chunk...)
 		if len(b) > maxReplyLine {
 			return "", &downstreamError{reasonProtocol, errors.New("reply line too long")}
@@ -323,16 +328,24 @@ func (d *downstream) readLine() (string, error) {
 }
 
 // parseEnhanced splits "5.1.1 text" when the class matches the code's.
+// Each of the three parts is what strconv.Atoi takes (a sign is allowed),
+// at most 3 characters, 0 to 999.
 func parseEnhanced(s string, code int) ([3]int, string, bool) {
 	head, rest, _ := strings.Cut(s, " ")
-	parts := strings.Split(head, ".")
-	if len(parts) != 3 {
-		return [3]int{}, s, false
-	}
 	var ec [3]int
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || n > 999 || len(p) > 3 {
+	for i := range ec {
+		part := head
+		if i < 2 {
+			k := strings.IndexByte(head, '.')
+			if k < 0 {
+				return [3]int{}, s, false
+			}
+			part, head = head[:k], head[k+1:]
+		} else if strings.IndexByte(head, '.') >= 0 {
+			return [3]int{}, s, false
+		}
+		n, ok := atoi3(part)
+		if !ok || n < 0 || n > 999 {
 			return [3]int{}, s, false
 		}
 		ec[i] = n
@@ -341,6 +354,33 @@ func parseEnhanced(s string, code int) ([3]int, string, bool) {
 		return [3]int{}, s, false
 	}
 	return ec, rest, true
+}
+
+// atoi3 is strconv.Atoi for strings of at most 3 bytes (false for longer
+// ones): an optional sign, then at least one decimal digit.
+func atoi3(p string) (int, bool) {
+	if len(p) == 0 || len(p) > 3 {
+		return 0, false
+	}
+	neg := p[0] == '-'
+	if p[0] == '-' || p[0] == '+' {
+		p = p[1:]
+		if len(p) == 0 {
+			return 0, false
+		}
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + int(c)
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // xforward sends the XFORWARD attributes the hop accepts, in as many
