@@ -595,7 +595,7 @@ func (s *session) count(res *relayResult, scan *verdict.Scanner) {
 	if scan == nil || (len(delivered) == 0 && len(rejected) == 0) {
 		return
 	}
-	v := scan.Result()
+	v := scan.Verdict() // the observation has no use for the header From
 	if len(delivered) > 0 {
 		if v.Spam {
 			s.srv.metrics.verdictSpam.Inc()
