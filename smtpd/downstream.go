@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -244,7 +245,8 @@ func (e *ReplyError) Error() string { return "next hop replied " + e.Reply.Strin
 // cmd sends one command line and reads its reply.
 func (d *downstream) cmd(line string) (Reply, error) {
 	d.conn.SetDeadline(time.Now().Add(d.opts.CommandTimeout))
-	if _, err := d.w.WriteString(line + "\r\n"); err != nil {
+	d.w.WriteString(line)
+	if _, err := d.w.WriteString("\r\n"); err != nil {
 		return Reply{}, classify(err, reasonIO)
 	}
 	if err := d.w.Flush(); err != nil {
@@ -311,6 +313,10 @@ func (d *downstream) readLine() (string, error) {
 			}
 			return "", err
 		}
+		if !isPrefix && b == nil && len(chunk) <= maxReplyLine {
+			// The whole line at once: one allocation.
+			return string(chunk), nil
+		}
 		b = append(b, chunk...)
 		if len(b) > maxReplyLine {
 			return "", &downstreamError{reasonProtocol, errors.New("reply line too long")}
@@ -322,16 +328,24 @@ func (d *downstream) readLine() (string, error) {
 }
 
 // parseEnhanced splits "5.1.1 text" when the class matches the code's.
+// Each of the three parts is what strconv.Atoi takes (a sign is allowed),
+// at most 3 characters, 0 to 999.
 func parseEnhanced(s string, code int) ([3]int, string, bool) {
 	head, rest, _ := strings.Cut(s, " ")
-	parts := strings.Split(head, ".")
-	if len(parts) != 3 {
-		return [3]int{}, s, false
-	}
 	var ec [3]int
-	for i, p := range parts {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || n > 999 || len(p) > 3 {
+	for i := range ec {
+		part := head
+		if i < 2 {
+			k := strings.IndexByte(head, '.')
+			if k < 0 {
+				return [3]int{}, s, false
+			}
+			part, head = head[:k], head[k+1:]
+		} else if strings.IndexByte(head, '.') >= 0 {
+			return [3]int{}, s, false
+		}
+		n, ok := atoi3(part)
+		if !ok || n < 0 || n > 999 {
 			return [3]int{}, s, false
 		}
 		ec[i] = n
@@ -340,6 +354,33 @@ func parseEnhanced(s string, code int) ([3]int, string, bool) {
 		return [3]int{}, s, false
 	}
 	return ec, rest, true
+}
+
+// atoi3 is strconv.Atoi for strings of at most 3 bytes (false for longer
+// ones): an optional sign, then at least one decimal digit.
+func atoi3(p string) (int, bool) {
+	if len(p) == 0 || len(p) > 3 {
+		return 0, false
+	}
+	neg := p[0] == '-'
+	if p[0] == '-' || p[0] == '+' {
+		p = p[1:]
+		if len(p) == 0 {
+			return 0, false
+		}
+	}
+	n := 0
+	for i := 0; i < len(p); i++ {
+		c := p[i] - '0'
+		if c > 9 {
+			return 0, false
+		}
+		n = n*10 + int(c)
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 // xforward sends the XFORWARD attributes the hop accepts, in as many
@@ -404,18 +445,36 @@ type dotWriter struct {
 
 func (w *dotWriter) Write(p []byte) (int, error) {
 	w.d.conn.SetWriteDeadline(time.Now().Add(w.d.opts.DataTimeout))
-	start := 0
-	for i, c := range p {
-		if w.bol && c == '.' {
-			if _, err := w.d.w.Write(p[start:i]); err != nil {
-				return start, classify(err, reasonIO)
+	// A dot that starts a line gets another dot before it: the lines
+	// start at p[0] (when bol) and after each LF, so the dots to stuff
+	// are found with one search for "\n." each rather than byte by byte.
+	start, from := 0, 0
+	at := -1
+	if w.bol && len(p) > 0 && p[0] == '.' {
+		at = 0
+	}
+	for {
+		if at < 0 {
+			k := bytes.Index(p[from:], lineDot)
+			if k < 0 {
+				break
 			}
-			if err := w.d.w.WriteByte('.'); err != nil {
-				return i, classify(err, reasonIO)
-			}
-			start = i
+			at = from + k + 1
 		}
-		w.bol = c == '\n'
+		// (On a failure bol is left as a byte-at-a-time loop would
+		// leave it: true, before the dot at p[at].)
+		if _, err := w.d.w.Write(p[start:at]); err != nil {
+			w.bol = true
+			return start, classify(err, reasonIO)
+		}
+		if err := w.d.w.WriteByte('.'); err != nil {
+			w.bol = true
+			return at, classify(err, reasonIO)
+		}
+		start, from, at = at, at, -1
+	}
+	if len(p) > 0 {
+		w.bol = p[len(p)-1] == '\n'
 	}
 	if _, err := w.d.w.Write(p[start:]); err != nil {
 		return start, classify(err, reasonIO)
@@ -423,6 +482,8 @@ func (w *dotWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
 	return len(p), nil
 }
+
+var lineDot = []byte("\n.")
 
 // finish ends the body with the dot and flushes. The body must end with
 // CRLF (the normaliser guarantees it).

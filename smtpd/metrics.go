@@ -33,6 +33,25 @@ type metrics struct {
 	nulMessages     *prometheus.CounterVec
 	commandsRefused *prometheus.CounterVec
 	messageBytes    prometheus.Histogram
+
+	// The series counted for every message and recipient, looked up
+	// once rather than by label values each time.
+	msgRelayed, msgRejected, msgTempfail     prometheus.Counter
+	rcptAccepted, rcptRejected, rcptTempfail prometheus.Counter
+	verdictSpam, verdictHam                  prometheus.Counter
+}
+
+// message is the spamsurge_messages_total series of a result.
+func (m *metrics) message(result string) prometheus.Counter {
+	switch result {
+	case resultRelayed:
+		return m.msgRelayed
+	case resultRejected:
+		return m.msgRejected
+	case resultTempfail:
+		return m.msgTempfail
+	}
+	return m.messages.WithLabelValues(result)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -98,6 +117,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, v := range []string{"spam", "ham"} {
 		m.verdicts.WithLabelValues(v)
 	}
+	m.msgRelayed = m.messages.WithLabelValues(resultRelayed)
+	m.msgRejected = m.messages.WithLabelValues(resultRejected)
+	m.msgTempfail = m.messages.WithLabelValues(resultTempfail)
+	m.rcptAccepted = m.recipients.WithLabelValues("accepted")
+	m.rcptRejected = m.recipients.WithLabelValues("rejected")
+	m.rcptTempfail = m.recipients.WithLabelValues("tempfail")
+	m.verdictSpam = m.verdicts.WithLabelValues("spam")
+	m.verdictHam = m.verdicts.WithLabelValues("ham")
 	for _, r := range []string{"allow_from", "max_connections"} {
 		m.sessionsRefused.WithLabelValues(r)
 	}

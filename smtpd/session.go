@@ -3,9 +3,9 @@ package smtpd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -233,13 +233,19 @@ func (s *session) startTransaction(from string, opts *smtp.MailOptions, xf []xfo
 // the next hop understands.
 func (s *session) mailCommand(from string, o *smtp.MailOptions) (string, *smtp.SMTPError) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "MAIL FROM:<%s>", from)
+	b.Grow(len("MAIL FROM:<> BODY=8BITMIME SIZE=12345678901") + len(from))
+	b.WriteString("MAIL FROM:<")
+	b.WriteString(from)
+	b.WriteByte('>')
 	ds := s.ds
 	if o.Body != "" && ds.has("8BITMIME") {
-		b.WriteString(" BODY=" + string(o.Body))
+		b.WriteString(" BODY=")
+		b.WriteString(string(o.Body))
 	}
 	if o.Size > 0 && ds.has("SIZE") {
-		fmt.Fprintf(&b, " SIZE=%d", o.Size)
+		var num [20]byte
+		b.WriteString(" SIZE=")
+		b.Write(strconv.AppendInt(num[:0], o.Size, 10))
 	}
 	if o.UTF8 {
 		if !ds.has("SMTPUTF8") {
@@ -255,10 +261,12 @@ func (s *session) mailCommand(from string, o *smtp.MailOptions) (string, *smtp.S
 	}
 	if ds.has("DSN") {
 		if o.Return != "" {
-			b.WriteString(" RET=" + string(o.Return))
+			b.WriteString(" RET=")
+			b.WriteString(string(o.Return))
 		}
 		if o.EnvelopeID != "" {
-			b.WriteString(" ENVID=" + xtext(o.EnvelopeID))
+			b.WriteString(" ENVID=")
+			b.WriteString(xtext(o.EnvelopeID))
 		}
 	}
 	if o.Auth != nil && ds.has("AUTH") {
@@ -266,7 +274,8 @@ func (s *session) mailCommand(from string, o *smtp.MailOptions) (string, *smtp.S
 		if v == "" {
 			v = "<>"
 		}
-		b.WriteString(" AUTH=" + xtext(v))
+		b.WriteString(" AUTH=")
+		b.WriteString(xtext(v))
 	}
 	return b.String(), nil
 }
@@ -279,7 +288,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "RCPT TO:<%s>", to)
+	b.Grow(len("RCPT TO:<>") + len(to))
+	b.WriteString("RCPT TO:<")
+	b.WriteString(to)
+	b.WriteByte('>')
 	if opts != nil && s.ds.has("DSN") {
 		if len(opts.Notify) > 0 {
 			n := make([]string, len(opts.Notify))
@@ -294,26 +306,27 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	rep, err := s.ds.cmd(b.String())
 	if err != nil {
-		s.srv.metrics.recipients.WithLabelValues("tempfail").Inc()
+		s.srv.metrics.rcptTempfail.Inc()
 		return s.fail("rcpt", err)
 	}
 	switch rep.Code / 100 {
 	case 2:
-		s.srv.metrics.recipients.WithLabelValues("accepted").Inc()
+		s.srv.metrics.rcptAccepted.Inc()
 		s.rcpts = append(s.rcpts, to)
 		return nil
 	case 5:
-		s.srv.metrics.recipients.WithLabelValues("rejected").Inc()
+		s.srv.metrics.rcptRejected.Inc()
 		s.rejected = append(s.rejected, to)
 	default:
-		s.srv.metrics.recipients.WithLabelValues("tempfail").Inc()
+		s.srv.metrics.rcptTempfail.Inc()
 	}
 	return s.fail("rcpt", &ReplyError{rep})
 }
 
 // Data relays an SMTP transaction: one reply for all recipients.
 func (s *session) Data(r io.Reader) error {
-	return s.relay(r).smtpReply()
+	res := s.relay(r)
+	return res.smtpReply()
 }
 
 // LMTPData relays an LMTP transaction: one reply per recipient.
@@ -405,16 +418,16 @@ func (r *relayResult) smtpReply() error {
 }
 
 // relay streams the body to the next hop and collects its answer.
-func (s *session) relay(r io.Reader) *relayResult {
+func (s *session) relay(r io.Reader) relayResult {
 	start := time.Now()
-	res := &relayResult{rcpts: s.rcpts, lmtp: s.srv.opts.Downstream.LMTP}
+	res := relayResult{rcpts: s.rcpts, lmtp: s.srv.opts.Downstream.LMTP}
 	defer func() {
 		s.srv.metrics.relayDuration.Observe(time.Since(start).Seconds())
 	}()
 	if s.ds == nil || len(s.rcpts) == 0 {
 		io.Copy(io.Discard, r)
 		res.err = errInternal
-		s.count(res, nil)
+		s.count(&res, nil)
 		return res
 	}
 	rep, err := s.ds.cmd("DATA")
@@ -424,19 +437,22 @@ func (s *session) relay(r io.Reader) *relayResult {
 	if err != nil {
 		io.Copy(io.Discard, r)
 		res.err = s.fail("data", err)
-		s.count(res, nil)
+		s.count(&res, nil)
 		return res
 	}
 
 	scan := s.srv.classifier.NewScanner(s.srv.opts.MaxHeaderBytes)
-	dw := &dotWriter{d: s.ds, bol: true}
 	// In reject mode, bytes streamed before the first bare line end
 	// are dropped with the downstream connection: the dot is never sent.
 	// Buffers come from a pool: a fresh 96 KiB per message cost a GC
-	// cycle every few dozen messages (bench/README.md).
+	// cycle every few dozen messages (bench/README.md). So do the
+	// normaliser and the writers behind it.
 	bufs := bodyBufs.Get().(*bodyBuffers)
-	defer bodyBufs.Put(bufs)
-	norm := newNormaliserBuf(io.MultiWriter(scan, dw), bufs.norm[:0])
+	defer bufs.release()
+	bufs.dw = dotWriter{d: s.ds, bol: true}
+	bufs.tee = bodyTee{scan: scan, dw: &bufs.dw}
+	bufs.norm = Normaliser{w: &bufs.tee, buf: bufs.normBuf[:0]}
+	dw, norm := &bufs.dw, &bufs.norm
 	refuse := func() bool {
 		return (s.srv.opts.RejectBareNewline && norm.Bare() > 0) || (!s.srv.opts.StripNUL && norm.NUL() > 0)
 	}
@@ -497,7 +513,7 @@ func (s *session) relay(r io.Reader) *relayResult {
 		}
 		s.srv.metrics.messageBytes.Observe(float64(n))
 	}
-	s.count(res, scan)
+	s.count(&res, scan)
 	return res
 }
 
@@ -574,17 +590,17 @@ func (s *session) count(res *relayResult, scan *verdict.Scanner) {
 	case len(rejected) > len(s.rejected) || (res.err != nil && res.err.Code/100 == 5):
 		result = resultRejected
 	}
-	s.srv.metrics.messages.WithLabelValues(result).Inc()
+	s.srv.metrics.message(result).Inc()
 
 	if scan == nil || (len(delivered) == 0 && len(rejected) == 0) {
 		return
 	}
-	v := scan.Result()
+	v := scan.Verdict() // the observation has no use for the header From
 	if len(delivered) > 0 {
 		if v.Spam {
-			s.srv.metrics.verdicts.WithLabelValues("spam").Inc()
+			s.srv.metrics.verdictSpam.Inc()
 		} else {
-			s.srv.metrics.verdicts.WithLabelValues("ham").Inc()
+			s.srv.metrics.verdictHam.Inc()
 		}
 	}
 	s.srv.observe(ingest.Observation{
@@ -600,10 +616,39 @@ func (s *session) count(res *relayResult, scan *verdict.Scanner) {
 	})
 }
 
-// bodyBuffers are the per-message buffers of relay, pooled.
+// bodyBuffers are the per-message buffers of relay and what writes
+// through them, pooled.
 type bodyBuffers struct {
-	copy [32 * 1024]byte
-	norm [normBufSize]byte
+	copy    [32 * 1024]byte
+	normBuf [normBufSize]byte
+	norm    Normaliser
+	tee     bodyTee
+	dw      dotWriter
 }
 
 var bodyBufs = sync.Pool{New: func() any { return new(bodyBuffers) }}
+
+// release returns b to the pool, holding on to no session.
+func (b *bodyBuffers) release() {
+	b.norm, b.tee, b.dw = Normaliser{}, bodyTee{}, dotWriter{}
+	bodyBufs.Put(b)
+}
+
+// bodyTee is io.MultiWriter(scan, dw) without its allocations.
+type bodyTee struct {
+	scan *verdict.Scanner
+	dw   *dotWriter
+}
+
+func (t *bodyTee) Write(p []byte) (int, error) {
+	for _, w := range [...]io.Writer{t.scan, t.dw} {
+		n, err := w.Write(p)
+		if err != nil {
+			return n, err
+		}
+		if n != len(p) {
+			return n, io.ErrShortWrite
+		}
+	}
+	return len(p), nil
+}

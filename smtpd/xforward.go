@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // XFORWARD (Postfix's extension for filter chains) carries the original
@@ -57,17 +58,26 @@ type xfConn struct {
 	mu    sync.Mutex
 	attrs map[string]string
 
-	// Read side; only go-smtp's connection goroutine reads.
-	mode    xfMode
-	raw     []byte // read from the socket, not yet handed to go-smtp
-	out     []byte // ready for go-smtp
-	chunk   int64  // BDAT bytes left
-	dstate  int    // DATA terminator state, as go-smtp's dataReader
-	readBuf []byte
+	// Read side; only go-smtp's connection goroutine reads. buf[r:w] has
+	// been read from the socket and not yet looked at; out is what go-smtp
+	// gets next, a slice of buf (or noopLine), so bytes pass with one copy
+	// and no allocation. buf is refilled only once out is empty.
+	mode   xfMode
+	buf    []byte
+	r, w   int
+	out    []byte
+	chunk  int64 // BDAT bytes left
+	dstate int   // DATA terminator state, as go-smtp's dataReader
 }
 
+// xfBufSize is the read buffer; it holds a whole command line (xfMaxLine)
+// with room to spare.
+const xfBufSize = 16 * 1024
+
+var noopLine = []byte("NOOP\r\n")
+
 func newXFConn(c net.Conn) *xfConn {
-	return &xfConn{Conn: c, readBuf: make([]byte, 16*1024)}
+	return &xfConn{Conn: c, buf: make([]byte, xfBufSize)}
 }
 
 // takeXForward returns the attributes received since the last call.
@@ -131,25 +141,31 @@ func (c *xfConn) Read(p []byte) (int, error) {
 		mode := c.mode
 		c.mu.Unlock()
 		if mode == xfPassThrough {
-			if len(c.raw) > 0 {
-				n := copy(p, c.raw)
-				c.raw = c.raw[n:]
+			if c.r < c.w {
+				n := copy(p, c.buf[c.r:c.w])
+				c.r += n
 				return n, nil
 			}
 			return c.Conn.Read(p)
 		}
-		if len(c.raw) > 0 && c.process(mode) {
+		if c.r < c.w && c.process(mode) {
 			continue
 		}
-		n, err := c.Conn.Read(c.readBuf)
+		// More input is needed: only an incomplete command line
+		// (at most xfMaxLine bytes) is left, so there is room.
+		if c.r > 0 {
+			c.w = copy(c.buf, c.buf[c.r:c.w])
+			c.r = 0
+		}
+		n, err := c.Conn.Read(c.buf[c.w:])
 		if n > 0 {
-			c.raw = append(c.raw, c.readBuf[:n]...)
+			c.w += n
 			continue
 		}
 		if err != nil {
 			// Hand over whatever is left, then the error.
-			if len(c.raw) > 0 {
-				c.out, c.raw = c.raw, nil
+			if c.r < c.w {
+				c.out, c.r = c.buf[c.r:c.w], c.w
 				break
 			}
 			return 0, err
@@ -160,9 +176,14 @@ func (c *xfConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// process moves bytes from raw to out according to mode; it reports
+// process moves bytes from buf[r:w] to out according to mode; it reports
 // whether it made progress (false: it needs more input).
 func (c *xfConn) process(mode xfMode) bool {
+	raw := c.buf[c.r:c.w]
+	take := func(n int) {
+		c.out = raw[:n]
+		c.r += n
+	}
 	switch mode {
 	case xfAwaitData, xfAwaitTLS:
 		// go-smtp reads again only after it has replied, so this is a
@@ -170,64 +191,59 @@ func (c *xfConn) process(mode xfMode) bool {
 		c.setMode(xfCommand)
 		return true
 	case xfChunk:
-		n := int64(len(c.raw))
+		n := int64(len(raw))
 		if n > c.chunk {
 			n = c.chunk
 		}
-		c.out = append(c.out, c.raw[:n]...)
-		c.raw = c.raw[n:]
+		take(int(n))
 		c.chunk -= n
 		if c.chunk == 0 {
 			c.setMode(xfCommand)
 		}
 		return n > 0 || c.chunk == 0
 	case xfData:
-		i, done := c.scanData(c.raw)
-		c.out = append(c.out, c.raw[:i]...)
-		c.raw = c.raw[i:]
+		i, done := c.scanData(raw)
+		take(i)
 		if done {
 			c.setMode(xfCommand)
 		}
 		return i > 0 || done
 	case xfLongLine:
-		i := bytes.IndexByte(c.raw, '\n')
+		i := bytes.IndexByte(raw, '\n')
 		if i < 0 {
-			c.out, c.raw = append(c.out, c.raw...), c.raw[:0]
+			take(len(raw))
 			return true
 		}
-		c.out = append(c.out, c.raw[:i+1]...)
-		c.raw = c.raw[i+1:]
+		take(i + 1)
 		c.setMode(xfCommand)
 		return true
 	}
 	// Command mode: one whole line at a time.
-	i := bytes.IndexByte(c.raw, '\n')
+	i := bytes.IndexByte(raw, '\n')
 	if i < 0 {
-		if len(c.raw) > xfMaxLine {
+		if len(raw) > xfMaxLine {
 			c.setMode(xfLongLine)
 			return true
 		}
 		return false
 	}
-	line := c.raw[:i+1]
-	c.raw = c.raw[i+1:]
+	take(i + 1)
+	line := c.out
 	if len(line) > xfMaxLine {
-		c.out = append(c.out, line...)
 		return true
 	}
-	verb, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
-	switch strings.ToUpper(verb) {
-	case "XFORWARD":
-		c.record(arg)
-		c.out = append(c.out, "NOOP\r\n"...)
-		return true
-	case "DATA":
+	verb, arg, _ := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte{' '})
+	switch {
+	case verbIs(verb, "XFORWARD"):
+		c.record(string(arg))
+		c.out = noopLine
+	case verbIs(verb, "DATA"):
 		c.setMode(xfAwaitData)
 		c.dstate = 0
-	case "STARTTLS":
+	case verbIs(verb, "STARTTLS"):
 		c.setMode(xfAwaitTLS)
-	case "BDAT":
-		f := strings.Fields(arg)
+	case verbIs(verb, "BDAT"):
+		f := strings.Fields(string(arg))
 		if len(f) > 0 {
 			var n int64
 			for _, ch := range f[0] {
@@ -245,14 +261,37 @@ func (c *xfConn) process(mode xfMode) bool {
 			}
 		}
 	}
-	c.out = append(c.out, line...)
+	return true
+}
+
+// verbIs reports whether strings.ToUpper(string(verb)) == upper (which is
+// how go-smtp reads a verb, so "ſtarttls" is STARTTLS for both), without
+// the conversion when verb is ASCII.
+func verbIs(verb []byte, upper string) bool {
+	for _, b := range verb {
+		if b >= utf8.RuneSelf {
+			return strings.ToUpper(string(verb)) == upper
+		}
+	}
+	if len(verb) != len(upper) {
+		return false
+	}
+	for i, b := range verb {
+		if 'a' <= b && b <= 'z' {
+			b -= 'a' - 'A'
+		}
+		if b != upper[i] {
+			return false
+		}
+	}
 	return true
 }
 
 // scanData finds the end of a DATA body exactly as go-smtp's (patched)
 // dataReader does, by RFC 5321: lines end only at CRLF (a CR before it may
 // follow another CR), and the line "." ends the body. It returns how many
-// bytes of b belong to the body, terminator included.
+// bytes of b belong to the body, terminator included. Inside a line it
+// skips to the next CR with bytes.IndexByte.
 func (c *xfConn) scanData(b []byte) (int, bool) {
 	const (
 		beginLine = iota
@@ -261,7 +300,8 @@ func (c *xfConn) scanData(b []byte) (int, bool) {
 		cr
 		data
 	)
-	for i, ch := range b {
+	for i := 0; i < len(b); i++ {
+		ch := b[i]
 		switch c.dstate {
 		case beginLine:
 			switch ch {
@@ -298,9 +338,12 @@ func (c *xfConn) scanData(b []byte) (int, bool) {
 				c.dstate = data
 			}
 		case data:
-			if ch == '\r' {
-				c.dstate = cr
+			k := bytes.IndexByte(b[i:], '\r')
+			if k < 0 {
+				return len(b), false
 			}
+			i += k
+			c.dstate = cr
 		}
 	}
 	return len(b), false

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/go-smtp"
 upstream=$(go mod download -json github.com/emersion/go-smtp@v0.25.1 | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 # testdata/ holds the fuzz corpus (scripts/fuzz.sh), not part of the patch.
-for f in $( (cd "$upstream" && find . -type f; find . -type f -not -path './testdata/*') | sed 's|^\./||' | sort -u); do
+# Upstream's files and ours (files the patch adds, such as its tests).
+for f in $( ( (cd "$upstream" && find . -type f); find . -type f -not -path './testdata/*') | sed 's|^\./||' | sort -u); do
 	diff -uN --label "a/$f" --label "b/$f" "$upstream/$f" "$f" || true
 done

@@ -85,7 +85,8 @@ type Result struct {
 	Subject string
 	// MessageID is without CR/LF, at most 250 bytes.
 	MessageID string
-	// From is the header From address if parseable, else "".
+	// From is the header From address if parseable, else "" (and always
+	// "" from Scanner.Verdict).
 	From string
 	// Truncated reports that the header block exceeded the bound.
 	Truncated bool
@@ -282,6 +283,7 @@ type progress struct {
 	res     Result
 	decided bool     // a verdict header has been seen
 	meta    metaKind // meta fields already taken (the first one counts)
+	from    string   // the From value, parsed only by Result
 }
 
 type scanState uint8
@@ -464,7 +466,18 @@ func (s *Scanner) release() {
 // Result returns what the header said. Call it after the last Write; a
 // header block that ends without a blank line (a message with no body) is
 // complete then.
-func (s *Scanner) Result() (r Result) {
+func (s *Scanner) Result() Result {
+	return s.result(true)
+}
+
+// Verdict is Result without From: the From address takes a net/mail
+// parse, the dearest part of reading a header, and the mail path does not
+// use it.
+func (s *Scanner) Verdict() Result {
+	return s.result(false)
+}
+
+func (s *Scanner) result(from bool) (r Result) {
 	defer func() {
 		if v := recover(); v != nil {
 			s.failed = v
@@ -474,6 +487,9 @@ func (s *Scanner) Result() (r Result) {
 	acc := s.acc
 	if !s.done && s.pending {
 		acc.apply(s.cur, s.val)
+	}
+	if from {
+		acc.res.From = parseFrom(acc.from)
 	}
 	return acc.res
 }
@@ -497,7 +513,7 @@ func (a *progress) apply(f *field, raw []byte) {
 		case metaMessageID:
 			a.res.MessageID = cleanMessageID(v)
 		case metaFrom:
-			a.res.From = parseFrom(v)
+			a.from = v
 		}
 	}
 }

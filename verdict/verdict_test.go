@@ -23,6 +23,15 @@ func scan(t testing.TB, c *Classifier, msg string, bound int) Result {
 	if s.failed != nil {
 		t.Fatalf("scanner recovered a panic: %v", s.failed)
 	}
+	// Verdict is the same without From, and either may come first.
+	v, want := s.Verdict(), r
+	want.From = ""
+	if v != want {
+		t.Fatalf("Verdict() = %+v, want Result() without From: %+v", v, want)
+	}
+	if again := s.Result(); again != r {
+		t.Fatalf("Result() after Verdict() = %+v, want %+v", again, r)
+	}
 	return r
 }
 

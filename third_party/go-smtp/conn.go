@@ -487,7 +487,7 @@ func (c *Conn) handleMail(arg string) {
 		return
 	}
 
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Roger, accepting mail from <%v>", from))
+	c.writeResponse(250, EnhancedCode{2, 0, 0}, "Roger, accepting mail from <"+from+">")
 	c.fromReceived = true
 }
 
@@ -831,7 +831,7 @@ func (c *Conn) handleRcpt(arg string) {
 		return
 	}
 	c.recipients = append(c.recipients, recipient)
-	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("I'll make sure <%v> gets this", recipient))
+	c.writeResponse(250, EnhancedCode{2, 0, 0}, "I'll make sure <"+recipient+"> gets this")
 }
 
 func checkNotifySet(values []DSNNotify) error {
@@ -1331,7 +1331,12 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	if c.server.WriteTimeout != 0 {
 		c.conn.SetWriteDeadline(time.Now().Add(c.server.WriteTimeout))
 	}
+	c.text.W.Write(formatResponse(code, enhCode, text...))
+	c.text.W.Flush()
+}
 
+// formatResponse is the reply as it goes on the wire.
+func formatResponse(code int, enhCode EnhancedCode, text ...string) []byte {
 	// All responses must include an enhanced code, if it is missing - use
 	// a generic code X.0.0.
 	if enhCode == EnhancedCodeNotSet {
@@ -1345,11 +1350,18 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	}
 
 	// transform each single line with \n, into separate lines
-	text = strings.Split(strings.Join(text, "\n"), "\n")
+	if len(text) != 1 || strings.IndexByte(text[0], '\n') >= 0 {
+		text = strings.Split(strings.Join(text, "\n"), "\n")
+	}
 
 	// The whole reply goes out in one write: a client that reads a
 	// multi-line reply as it arrives in segments must not find it split.
-	var buf []byte
+	// "NNN-" or "NNN d.d.d " and CRLF on each line fit in 24 bytes.
+	size := 0
+	for _, t := range text {
+		size += len(t) + 24
+	}
+	buf := make([]byte, 0, size)
 	lastLineIndex := len(text) - 1
 	for i := 0; i < lastLineIndex; i++ {
 		buf = strconv.AppendInt(buf, int64(code), 10)
@@ -1369,8 +1381,7 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	}
 	buf = append(buf, text[lastLineIndex]...)
 	buf = append(buf, '\r', '\n')
-	c.text.W.Write(buf)
-	c.text.W.Flush()
+	return buf
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -28,20 +29,39 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, err
 	}
 
-	if r.LineLimit == 0 {
+	if r.LineLimit == 0 || n == 0 {
 		return n, nil
 	}
 
-	for _, chr := range b[:n] {
-		if chr == '\n' {
-			r.curLineLength = 0
+	// A line's length counts its bytes from the one after the previous
+	// LF up to the next LF, the LF itself counted with the line after
+	// it. Going from LF to LF with bytes.IndexByte gives the same
+	// lengths and the same failure as counting byte by byte.
+	p := b[:n]
+	if r.curLineLength+n <= r.LineLimit {
+		// No line can reach the limit here: only the last one matters.
+		if i := bytes.LastIndexByte(p, '\n'); i >= 0 {
+			r.curLineLength = n - i
+		} else {
+			r.curLineLength += n
 		}
-		r.curLineLength++
-
-		if r.curLineLength > r.LineLimit {
+		return n, nil
+	}
+	for {
+		i := bytes.IndexByte(p, '\n')
+		seg := i
+		if i < 0 {
+			seg = len(p)
+		}
+		if r.curLineLength+seg > r.LineLimit {
+			r.curLineLength = r.LineLimit + 1
 			return 0, ErrTooLongLine
 		}
+		if i < 0 {
+			r.curLineLength += seg
+			return n, nil
+		}
+		r.curLineLength = 1
+		p = p[i+1:]
 	}
-
-	return n, nil
 }
