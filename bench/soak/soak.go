@@ -282,7 +282,10 @@ loop:
 	// Drain: clients finish the transaction in hand, the sinks go back to
 	// normal, then the daemons must come back to their baseline.
 	fmt.Fprintf(cfg.Progress, "traffic stopped; draining\n")
-	waitTimeout(&clients, 5*time.Minute)
+	var fails []string
+	if !waitTimeout(&clients, 5*time.Minute) {
+		fails = append(fails, "clients still busy 5 min after the traffic stopped")
+	}
 	stopHelpers()
 	helpers.Wait()
 	select {
@@ -293,7 +296,6 @@ loop:
 	if err := idleCheck(lanes, record, "end", base, cfg.IdleGoroutines); err != nil {
 		idleErr = errors.Join(idleErr, err)
 	}
-	var fails []string
 	if idleErr != nil {
 		fails = append(fails, "idle check: "+idleErr.Error())
 	}
