@@ -193,7 +193,10 @@ func newSink(bin, dir string, lmtp bool) (*sink, error) {
 }
 
 func (s *sink) start(m sinkMode) error {
-	args := []string{"-u", "root", "-d", filepath.Join(s.dir, "m."), "-m", "512", "-t", "120"}
+	args := []string{"-d", filepath.Join(s.dir, "m."), "-m", "512", "-t", "120"}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "root") // smtp-sink refuses to run as root without -u
+	}
 	if s.lmtp {
 		args = append(args, "-L")
 	}
