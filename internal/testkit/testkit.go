@@ -1,7 +1,7 @@
 // Package testkit holds what the tests that run real programs share (e2e,
 // deploy, and the in-process daemon tests of daemon and cmd/spamsurge):
 // tools looked up the CI way, free loopback ports, log captures and the
-// daemon built once. Only tests import it.
+// daemon built once. Only tests and the bench programs import it.
 package testkit
 
 import (
