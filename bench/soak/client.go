@@ -197,8 +197,6 @@ func (s *smtpConn) send(format string, args ...any) error {
 	return s.w.Flush()
 }
 
-var errNoPipelining = errors.New("PIPELINING not advertised")
-
 // session runs one connection: greeting, EHLO/LHLO, 1..MaxPerConn
 // transactions (rate-limited), then QUIT or an abrupt close.
 func (c *client) session(ctx context.Context) {

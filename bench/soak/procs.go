@@ -4,40 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/spamsurge/spamsurge/internal/testkit"
 )
-
-// freePort returns a loopback address nothing listens on right now.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// waitListening waits up to 10 s until addr accepts connections.
-func waitListening(addr string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listens on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // proc is a child process in a process group of its own, so that stopping
 // it stops everything it started; the kernel kills it too if the soak dies
@@ -111,10 +86,10 @@ type daemon struct {
 func startDaemon(bin, dir, nextHop string, lmtp bool) (*daemon, error) {
 	d := &daemon{log: filepath.Join(dir, "spamsurge.log")}
 	var err error
-	if d.smtp, err = freePort(); err != nil {
+	if d.smtp, err = testkit.FreeAddr(); err != nil {
 		return nil, err
 	}
-	if d.http, err = freePort(); err != nil {
+	if d.http, err = testkit.FreeAddr(); err != nil {
 		return nil, err
 	}
 	proto := "smtp"
@@ -141,7 +116,7 @@ store:
 		return nil, err
 	}
 	for _, a := range []string{d.smtp, d.http} {
-		if err := waitListening(a); err != nil {
+		if err := testkit.WaitAddr(a); err != nil {
 			d.kill()
 			return nil, fmt.Errorf("spamsurge: %w (log %s)", err, d.log)
 		}
@@ -181,7 +156,7 @@ type sink struct {
 }
 
 func newSink(bin, dir string, lmtp bool) (*sink, error) {
-	addr, err := freePort()
+	addr, err := testkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +185,7 @@ func (s *sink) start(m sinkMode) error {
 		if p, err = startProc(s.logPath, s.bin, args...); err != nil {
 			return err
 		}
-		if err = waitListening(s.addr); err == nil && !p.exited() {
+		if err = testkit.WaitAddr(s.addr); err == nil && !p.exited() {
 			s.mu.Lock()
 			s.p = p
 			s.modes[m.name]++

@@ -88,8 +88,7 @@ func (c *Config) setDefaults() {
 // flight (heap in use by about 5 MiB, RSS by about 3 MiB, goroutines and
 // fds by a dozen: two or three per session); the floors are several times
 // that, so a three-minute run does not fail on noise, and still catch a
-// leak of about 30 KB per transaction there (the pooled 96 KiB body
-// buffers, say). Over an hour at 5 transactions/s the per-hour rates catch
+// leak of 64 KiB per transaction there (a pooled 96 KiB body buffer, say). Over an hour at 5 transactions/s the per-hour rates catch
 // about 600 bytes (heap) and 1.1 KB (RSS) per transaction. Goroutines and
 // fds are checked exactly by the idle checks; their trend limit only
 // catches a leak fast enough to show under load.

@@ -42,26 +42,42 @@ func Need(t testing.TB, install, name string, paths ...string) string {
 // FreePort returns a loopback address nothing listens on right now.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr
+}
+
+// FreeAddr is FreePort for programs (bench/soak): the error is returned.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	defer l.Close()
-	return l.Addr().String()
+	return l.Addr().String(), nil
 }
 
 // WaitListening waits up to 10 s until addr accepts connections.
 func WaitListening(t testing.TB, addr string) {
 	t.Helper()
+	if err := WaitAddr(addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WaitAddr is WaitListening for programs: the error is returned.
+func WaitAddr(addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nothing listens on %s", addr)
+			return fmt.Errorf("nothing listens on %s", addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
