@@ -16,7 +16,8 @@
 # Knobs (environment): MSGS (100000 messages in the profiled run), SECS
 # (15, CPU profile length; the run must outlast it), SESSIONS (20), SIZE
 # (5120), RCPT (1), REUSE (1: smtp-source -d; 0: one connection per
-# message), PROXY_CORE (1), LOAD_CORE (0), REV (build from this commit),
+# message), PROXY_CORE (1), LOAD_CORE (0), REV (build from this commit;
+# one older than cmd/spamsurge/pprof.go gets it from the working tree),
 # TRACE=1 (also a 3 s execution trace: go tool trace OUTDIR/trace.out).
 set -euo pipefail
 export LC_ALL=C
@@ -53,6 +54,8 @@ log() { echo "[$(date +%T)] $*" >&2; }
 if [[ -n $REV ]]; then
 	mkdir -p "$WORK/src"
 	git archive --format=tar "$REV" | tar -x -C "$WORK/src"
+	# Commits from before the pprof hook get it from the working tree.
+	[[ -e $WORK/src/cmd/spamsurge/pprof.go ]] || cp cmd/spamsurge/pprof.go "$WORK/src/cmd/spamsurge/"
 	(cd "$WORK/src" && go build -tags pprof -o "$OUT/spamsurge" ./cmd/spamsurge)
 else
 	go build -tags pprof -o "$OUT/spamsurge" ./cmd/spamsurge
