@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -121,15 +122,44 @@ func dialDownstream(ctx context.Context, o DownstreamOptions) (*downstream, erro
 	ds.setConn(conn)
 	if err := ds.handshake(); err != nil {
 		conn.Close()
+		ds.release()
 		return nil, err
 	}
 	return ds, nil
 }
 
+// The buffers of next-hop connections are pooled: with one connection per
+// message, 36 KiB of fresh buffers each time was most of what the proxy
+// allocated (and the garbage collector then cleared). A downstream takes
+// them in setConn and gives them back once closed (close, quit): only the
+// session's goroutine uses it, and never after that.
+var (
+	dsReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	dsWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32*1024) }}
+)
+
+// setConn reads and writes through c from now on; what the buffers held
+// for an earlier connection (before STARTTLS) is dropped.
 func (d *downstream) setConn(c net.Conn) {
 	d.conn = c
-	d.r = bufio.NewReaderSize(c, 4096)
-	d.w = bufio.NewWriterSize(c, 32*1024)
+	if d.r == nil {
+		d.r = dsReaders.Get().(*bufio.Reader)
+		d.w = dsWriters.Get().(*bufio.Writer)
+	}
+	d.r.Reset(c)
+	d.w.Reset(c)
+}
+
+// release returns the buffers to their pools; d must not be used again.
+func (d *downstream) release() {
+	if d.r == nil {
+		return
+	}
+	d.r.Reset(nil)
+	d.w.Reset(nil)
+	dsReaders.Put(d.r)
+	dsWriters.Put(d.w)
+	d.r, d.w = nil, nil
 }
 
 func (d *downstream) handshake() error {
@@ -514,7 +544,11 @@ func (d *downstream) readFinal(n int) ([]Reply, error) {
 	return out, nil
 }
 
-func (d *downstream) close() error { return d.conn.Close() }
+func (d *downstream) close() error {
+	err := d.conn.Close()
+	d.release()
+	return err
+}
 
 // quit says goodbye politely, bounded by a short deadline.
 func (d *downstream) quit() {
@@ -524,4 +558,5 @@ func (d *downstream) quit() {
 		d.readReply()
 	}
 	d.conn.Close()
+	d.release()
 }

@@ -2,6 +2,8 @@ package smtpd
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -55,15 +57,18 @@ const (
 type xfConn struct {
 	net.Conn
 
-	mu    sync.Mutex
-	attrs map[string]string
+	mu      sync.Mutex
+	attrs   map[string]string
+	reading bool // a Read is running (guarded by mu, as are buf and bufp)
+	closed  bool
 
 	// Read side; only go-smtp's connection goroutine reads. buf[r:w] has
 	// been read from the socket and not yet looked at; out is what go-smtp
 	// gets next, a slice of buf (or noopLine), so bytes pass with one copy
 	// and no allocation. buf is refilled only once out is empty.
 	mode   xfMode
-	buf    []byte
+	buf    []byte  // nil once given back to the pool (release)
+	bufp   *[]byte // buf's pool entry
 	r, w   int
 	out    []byte
 	chunk  int64 // BDAT bytes left
@@ -76,8 +81,16 @@ const xfBufSize = 16 * 1024
 
 var noopLine = []byte("NOOP\r\n")
 
+// xfBufs pools the read buffers: with one connection per message a fresh
+// 16 KiB each time was half of what the proxy allocated.
+var xfBufs = sync.Pool{New: func() any {
+	b := make([]byte, xfBufSize)
+	return &b
+}}
+
 func newXFConn(c net.Conn) *xfConn {
-	return &xfConn{Conn: c, buf: make([]byte, xfBufSize)}
+	bp := xfBufs.Get().(*[]byte)
+	return &xfConn{Conn: c, buf: *bp, bufp: bp}
 }
 
 // takeXForward returns the attributes received since the last call.
@@ -136,6 +149,49 @@ func (c *xfConn) setMode(m xfMode) {
 }
 
 func (c *xfConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.buf == nil {
+		// The connection has ended (see release): nothing is
+		// buffered and no more bytes can come, only the error again.
+		c.mu.Unlock()
+		return c.Conn.Read(p)
+	}
+	c.reading = true
+	c.mu.Unlock()
+	n, err := c.read(p)
+	c.mu.Lock()
+	c.reading = false
+	if c.closed {
+		c.releaseLocked()
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+// Close gives the buffer back unless a Read is using it (that Read then
+// does) or bytes are still waiting in it.
+func (c *xfConn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	if !c.reading {
+		c.releaseLocked()
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// releaseLocked returns the read buffer to the pool once the connection
+// has ended with nothing left in it; c.mu is held and no Read is running.
+func (c *xfConn) releaseLocked() {
+	if c.buf == nil || c.r != c.w || len(c.out) != 0 {
+		return
+	}
+	c.buf, c.r, c.w = nil, 0, 0
+	xfBufs.Put(c.bufp)
+	c.bufp = nil
+}
+
+func (c *xfConn) read(p []byte) (int, error) {
 	for len(c.out) == 0 {
 		c.mu.Lock()
 		mode := c.mode
@@ -167,6 +223,12 @@ func (c *xfConn) Read(p []byte) (int, error) {
 			if c.r < c.w {
 				c.out, c.r = c.buf[c.r:c.w], c.w
 				break
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				// The end: no byte can follow.
+				c.mu.Lock()
+				c.releaseLocked()
+				c.mu.Unlock()
 			}
 			return 0, err
 		}
