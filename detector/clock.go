@@ -53,6 +53,7 @@ func (d *Detector) advance(t time.Time) {
 		}
 		n := float64(d.pop.AtRisk())
 		e := r * n * dt
+		d.strat.rInt += r * dt
 		en := d.novelRate(s, r) * n * dt
 		d.hrNovExp += en
 		d.win.cur().ne += en
@@ -102,6 +103,7 @@ func (d *Detector) onMinute(t time.Time, m int64) {
 		d.onHour(t, h)
 	}
 	d.checkResolve(t)
+	d.checkResolveScoped(t)
 	d.attrMinute(t)
 	d.gauges()
 }
@@ -167,16 +169,19 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	clear(d.senders)
 	clear(d.groups)
 	// Maturation, and once a day retention.
+	d.strataHour()
 	d.pop.Mature(h)
 	if newDay {
 		d.forget(t)
 	}
+	d.strataRefresh()
 	d.m.atRisk.Set(float64(d.pop.AtRisk()))
 	if d.st.Warm && !d.st.WarmUntil.IsZero() && !t.Before(d.st.WarmUntil) {
 		d.st.Warm = false
 		d.m.warmup.Set(0)
 		// Windows filled under the early baseline are not evidence.
 		d.win.clear()
+		d.strataReset()
 		d.log.Info("warm-up over", zap.Int("at_risk", d.pop.AtRisk()))
 	}
 	d.dirtyMeta = true

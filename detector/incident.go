@@ -22,9 +22,13 @@ type Incident struct {
 	OpenedAt   time.Time  `json:"opened_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
-	// Trigger is the test that opened it: cusum, cusum_novel, window_10m, window_24h
-	// or dictionary_burst.
+	// Trigger is the test that opened it: cusum, cusum_novel, window_10m, window_24h,
+	// cusum_domain, cusum_tag or dictionary_burst.
 	Trigger string `json:"trigger"`
+	// Scope is the recipient domain or source tag a surge is about, for
+	// one a stratum's test opened (cusum_domain, cusum_tag); absent for
+	// the whole population.
+	Scope *Scope `json:"scope,omitempty"`
 	// Recipients is the number of distinct recipients (RecipientIDs).
 	Recipients int `json:"recipients"`
 	// Observed and Expected count first spams among at-risk addresses
@@ -44,6 +48,7 @@ type Incident struct {
 
 	dormant int
 	groups  [nDims]map[string]int
+	st      *stratum // a scoped incident's stratum (nil until attached)
 }
 
 // Campaigns are the first spams of an incident grouped four ways; each list

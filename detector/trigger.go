@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/recipients"
 )
 
 type fsEvent struct {
@@ -15,11 +16,15 @@ type fsEvent struct {
 	id        addr.ID
 	mi        *msgInfo
 	dormant   bool
+	novel     bool   // of a novel campaign
+	dom       uint16 // the address's domain id (recipients.Outcome.Domain)
+	tags      uint64 // its tag mask
 }
 
 // firstSpam handles the first spam of an at-risk address (it has left the
 // at-risk population: Population.Spent).
-func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group, dormant bool) {
+func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g, gs *group) {
+	id, dormant := oc.ID, oc.Dormant
 	d.m.firstSpam.Inc()
 	nv := novel(g, d.prevGroups[mi.dictKey]) || gs != nil && !d.o.NoNovel && novel(gs, d.prevSend[mi.keys[dimSender]])
 	counted := g.counted < perCampaign || nv
@@ -31,6 +36,13 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 	}
 	g.counted++
 	mi.complete()
+	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant, novel: nv, dom: oc.Domain, tags: oc.TagMask()}
+	// A first spam in the stratum of an open scoped incident is
+	// explained by it: it feeds no other test.
+	if in := d.scopedFor(&f); in != nil {
+		d.growScoped(in, f, t)
+		return
+	}
 	d.cusumAll.begin()
 	d.hrCount++
 	d.win.cur().c++
@@ -40,12 +52,14 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 		d.win.cur().nc++
 		d.cusumNovel.begin()
 	}
+	if d.strataHit(f, t) {
+		return
+	}
 	if d.st.Warm {
 		// Learning only: an excess during warm-up must not carry
 		// into the first minutes after it.
 		return
 	}
-	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant}
 	d.cusumAll.hit(f, d.o.Rho, d.phiSlowC, d.phiC)
 	if nv {
 		d.cusumNovel.hit(f, novelRho, d.phiC, d.phiC)
@@ -137,35 +151,8 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	// Dictionary or leak? Compare the dictionary evidence of the
 	// campaigns behind the excess with its first spams.
-	seen := map[string]bool{}
-	ev := 0.0
-	for _, f := range events {
-		if k := f.mi.dictKey; !seen[k] {
-			seen[k] = true
-			ev += d.dictGroups[k]
-		}
-	}
-	// The excess starts at the change point: the run's event from which
-	// on the generalised likelihood ratio of "a higher rate since then"
-	// is largest (the rate estimated, not fixed at ρ, so a sharp burst
-	// after a mild drift is dated at the burst).
-	// Candidates must explain at least half of the run's largest excess,
-	// or short campaign clusters inside a drip would pull the change point
-	// to the latest cluster.
-	maxExcess := 0.0
-	for _, f := range events {
-		maxExcess = math.Max(maxExcess, float64(len(events))-(runExp-f.expBefore))
-	}
-	first, best := 0, -1.0
-	for i, f := range events {
-		n, m := float64(len(events)-i), runExp-f.expBefore
-		if n-m < maxExcess/2 {
-			continue
-		}
-		if g := chernoff(n, m); g > best {
-			first, best = i, g
-		}
-	}
+	ev := d.dictionaryShare(events)
+	first := changePoint(events, runExp)
 	// A window test dates the excess no earlier than its window.
 	if win := windowOf(trigger); win > 0 {
 		for first < len(events)-1 && events[first].t.Before(t.Add(-win)) {
@@ -205,8 +192,39 @@ func (d *Detector) checkOpen(t time.Time) {
 	d.open[kind] = in
 	d.cusumAll.back, d.cusumNovel.back = 0, 0
 	d.lastUpd[kind] = t
+	if kind == KindSurge {
+		// The strata's runs are in it now.
+		d.strataReset()
+	}
 	d.announce(in, t, zap.String("trigger", trigger), zap.Int("recipients", in.Recipients),
 		zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
+}
+
+// changePoint is the index in a CUSUM's run (events, with the run's
+// expectation runExp) where its excess starts.
+func changePoint(events []fsEvent, runExp float64) int {
+	// The excess starts at the change point: the run's event from which
+	// on the generalised likelihood ratio of "a higher rate since then"
+	// is largest (the rate estimated, not fixed at ρ, so a sharp burst
+	// after a mild drift is dated at the burst).
+	// Candidates must explain at least half of the run's largest excess,
+	// or short campaign clusters inside a drip would pull the change point
+	// to the latest cluster.
+	maxExcess := 0.0
+	for _, f := range events {
+		maxExcess = math.Max(maxExcess, float64(len(events))-(runExp-f.expBefore))
+	}
+	first, best := 0, -1.0
+	for i, f := range events {
+		n, m := float64(len(events)-i), runExp-f.expBefore
+		if n-m < maxExcess/2 {
+			continue
+		}
+		if g := chernoff(n, m); g > best {
+			first, best = i, g
+		}
+	}
+	return first
 }
 
 // campaignStart dates a novel-campaign excess from its campaigns' first
@@ -270,12 +288,13 @@ func (d *Detector) checkResolve(t time.Time) {
 			continue
 		}
 		delete(d.open, k)
-		d.m.active.WithLabelValues(k).Set(0)
+		d.refreshActive(k)
 		if in.Trigger != TriggerDictionaryBurst {
 			// Start afresh: the excess just explained must not
 			// reopen through the windows that still hold it.
 			d.resetRuns()
 			d.win.clearCounts()
+			d.strataReset()
 		}
 		d.retire(in, t)
 	}

@@ -1,5 +1,7 @@
 package detector
 
+import "time"
+
 // ringLen is the minutes the ring holds: the long (24-hour) window.
 const ringLen = 1440
 
@@ -50,6 +52,23 @@ func (r *ring) sum(n int) bin {
 		w.ne += b.ne
 	}
 	return w
+}
+
+// uncount takes one counted first spam at t out of the ring (it was
+// explained by a scoped incident), if t is still in it.
+func (r *ring) uncount(t time.Time, novel bool) {
+	m := t.Unix() / 60
+	if m > r.minIdx || r.minIdx-m >= ringLen {
+		return
+	}
+	b := &r.bins[m%ringLen]
+	if b.c >= 1 {
+		b.c--
+		r.longC--
+	}
+	if novel && b.nc >= 1 {
+		b.nc--
+	}
 }
 
 // clear empties the ring.
