@@ -91,6 +91,9 @@ func (d *Detector) gauges() {
 	if !d.o.NoNovel {
 		sc = max(sc, d.cusumNovel.s)
 	}
+	if !d.o.NoShare {
+		sc = max(sc, d.cusumShare.s)
+	}
 	d.m.score.Set(sc / d.o.Threshold)
 	d.m.expected.Set(d.rate(d.clock) * float64(d.pop.AtRisk()))
 	d.m.tracked.Set(float64(d.pop.Tracked()))
@@ -150,9 +153,11 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		d.st.DictRate = d.st.DictRate*dec + dc*(1-dec)
 		d.st.Hours++
 		d.phiC, d.phiSlowC = d.st.phi(), d.st.phiSlow()
+		d.shareHour()
 	}
 	if ce := d.log.Check(zap.DebugLevel, "hour"); ce != nil {
-		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
+		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("first_spams", d.hrAll), zap.Float64("expected", d.hrExp),
+			zap.Float64("share_expected", d.hrShareE), zap.Float64("share", d.st.shareQ()), zap.Float64("share_phi", d.phiShare), zap.Float64("share_cusum", d.cusumShare.s),
 			zap.Float64("phi", d.st.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.cusumAll.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
 	d.resetHour()
@@ -190,7 +195,8 @@ func (d *Detector) onHour(t time.Time, h int64) {
 // resetHour clears the current hour's learning sums.
 func (d *Detector) resetHour() {
 	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
-	d.hrNovel, d.hrNovExp = 0, 0
+	d.hrNovel, d.hrNovExp, d.hrAll = 0, 0, 0
+	d.hrShareN, d.hrShareE = 0, 0
 }
 
 // forget drops the addresses without mail for Options.ForgetAfter.

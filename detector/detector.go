@@ -63,10 +63,15 @@ type Detector struct {
 	hrDen                  float64
 	hrDict                 float64
 	hrNovel, hrNovExp      float64
+	hrAll                  float64 // first spams, counted or not
+	hrShareN, hrShareE     float64 // known spam recipients, the first spams their share expects
 
 	// The CUSUMs of all counted first spams, and of the first spams of
 	// novel campaigns only (novelRate).
 	cusumAll, cusumNovel cusum
+	// The share test's CUSUM (share.go) and its dispersion.
+	cusumShare cusum
+	phiShare   float64
 	win                  ring // the last day, minute by minute
 
 	// dictGroups is dictionary evidence per campaign, decaying by half
@@ -108,6 +113,8 @@ type persisted struct {
 	NovNum   float64 `json:"nov_num,omitzero"`
 	NovDen   float64 `json:"nov_den,omitzero"`
 	DictRate float64 `json:"dict_rate"` // dictionary evidence per hour
+	// The share test's learning (share.go), flat.
+	shareState
 	Hours    int64   `json:"hours"`
 	Seq      int     `json:"seq"`
 	// Tracked sizes the table on load (a map grown key by key spends
@@ -193,6 +200,7 @@ func New(o Options) (*Detector, error) {
 		d.st.Den = o.PriorWeight
 	}
 	d.phiC, d.phiSlowC = d.st.phi(), d.st.phiSlow()
+	d.phiShare = d.st.sharePhi()
 	d.st.seedScatter(d.phiC)
 	d.strataRefresh()
 	if fp == nil || keyChanged {
@@ -335,6 +343,15 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 	}
 	d.syncLists()
 	d.outs = d.pop.Apply(t, rc, o.Spam, d.outs[:0])
+	if o.Spam {
+		known := 0
+		for i := range d.outs {
+			if k := d.outs[i].Kind; k == recipients.Spam || k == recipients.EarlySpam || k == recipients.FirstSpam {
+				known++
+			}
+		}
+		d.shareExpect(known)
+	}
 	for i := range d.outs {
 		oc := &d.outs[i]
 		switch oc.Kind {

@@ -46,6 +46,9 @@ type Options struct {
 	// domain and every source tag on its own, besides the whole
 	// population (strata.go). PerDomain keeps the domain counts.
 	PerDomain, PerTag bool
+	// NoShare turns the share test off (share.go): first spams per spam
+	// delivered to known addresses.
+	NoShare bool
 	Learn             time.Duration // default 72h of learning after Warmup on a new store
 	FlushEvery        time.Duration // default 1s: the crash loss window
 	FlushMax          int           // default 1000 transitions per batch

@@ -57,6 +57,10 @@ const (
 	// Options.MinExcess).
 	stratumMinExcess = 6
 	recentHours      = 12
+	stratumBlock     = 2  // expected first spams in a block of the dispersion
+	stratumPhiPrior  = 12 // blocks
+	// stratumPhiDecay is the half-life of the dispersion, in blocks.
+	stratumPhiDecay = 60
 	metaStrata       = "detector_strata"
 )
 
@@ -95,8 +99,11 @@ type stratum struct {
 	phi     float64 // its dispersion (stratumPhi)
 
 	// learnt: counted first spams and what the global rate expected of
-	// them (ratio 1), decaying
-	C, E float64
+	// them (ratio 1), decaying; the dispersion's Pearson sum over blocks
+	// and their number, decaying, and the block being filled
+	C, E     float64
+	PN, PD   float64
+	blC, blE float64
 	// this hour: counted first spams, expected at ratio 1, expected
 	hrC, hrBase, hrE float64
 	recent           [recentHours]struct{ c, e float64 }
@@ -126,7 +133,7 @@ type strata struct {
 	k      int        // watched strata
 	thr    float64    // the threshold for K
 	scoped []*Incident
-	saved  map[string][2]float64 // learnt C, E by scope, until the stratum exists
+	saved  map[string][4]float64 // learnt C, E by scope, until the stratum exists
 }
 
 func (s *strata) all(fn func(*stratum)) {
@@ -169,26 +176,31 @@ func (d *Detector) catchUp(s *stratum) {
 	}
 	s.mark = d.strat.rInt
 	s.n = d.stratumRisk(s)
-	s.phi = d.stratumPhi(s.n)
+	s.phi = d.stratumPhi(s)
 }
 
-// stratumPhi is the dispersion of a stratum of n at-risk addresses. The
-// whole population's (phiSlow) is mostly the model's error, a share of its
-// expectation (the volume swings from day to day), which grows with the
-// expected count: Pearson's ratio is 1 + cv²·e. A stratum expecting a
-// fraction of the whole has that fraction of the excess dispersion.
-func (d *Detector) stratumPhi(n float64) float64 {
+// stratumPhi is the dispersion of stratum s: Pearson's ratio learnt over
+// blocks of hours that each expected at least stratumBlock first spams,
+// with a prior worth stratumPhiPrior blocks. The prior assumes the whole
+// population's dispersion (phiSlow) is the model's error, a share of the
+// expectation (the volume swings from day to day): Pearson's ratio is then
+// 1 + cv²·e, and a stratum expecting a fraction of the whole has that
+// fraction of the excess dispersion. A small stratum keeps about that (its
+// blocks are few and long); a large one learns what it really has (spam
+// comes in waves of campaigns, which a share does not dilute as much).
+func (d *Detector) stratumPhi(s *stratum) float64 {
 	share := 0.0
 	if total := float64(d.pop.AtRisk()); total > 0 {
-		share = min(1, n/total)
+		share = min(1, s.n/total)
 	}
-	return 1 + (d.phiSlowC-1)*share
+	prior := 1 + (d.phiSlowC-1)*share
+	return math.Max(1, math.Min((s.PN+stratumPhiPrior*prior)/(s.PD+stratumPhiPrior), 20))
 }
 
 func (d *Detector) newStratum(sc Scope, dom uint16, tag int) *stratum {
 	s := &stratum{scope: sc, dom: dom, tag: tag, mark: d.strat.rInt}
 	if v, ok := d.strat.saved[sc.String()]; ok {
-		s.C, s.E = v[0], v[1]
+		s.C, s.E, s.PN, s.PD = v[0], v[1], v[2], v[3]
 		delete(d.strat.saved, sc.String())
 	}
 	s.n = d.stratumRisk(s)
@@ -380,6 +392,15 @@ func (d *Detector) strataHour() {
 		// expectation at ratio 1.
 		s.C = s.C*dec + c
 		s.E = s.E*dec + s.hrBase
+		// The dispersion, from ordinary hours only.
+		if s.in != nil || len(d.open) > 0 {
+			s.blC, s.blE = 0, 0
+		} else if s.blC, s.blE = s.blC+s.hrC, s.blE+s.hrE; s.blE >= stratumBlock {
+			decB := math.Pow(0.5, 1/float64(stratumPhiDecay))
+			s.PN = s.PN*decB + math.Min((s.blC-s.blE)*(s.blC-s.blE)/s.blE, 100)
+			s.PD = s.PD*decB + 1
+			s.blC, s.blE = 0, 0
+		}
 		copy(s.recent[1:], s.recent[:recentHours-1])
 		s.recent[0].c, s.recent[0].e = s.hrC, s.hrE
 		s.hrC, s.hrBase, s.hrE = 0, 0, 0
@@ -440,7 +461,7 @@ func (d *Detector) strataTags() {
 	for _, s := range old {
 		// A tag gone from the lists: its learnt state waits in case
 		// it comes back; its open incident, if any, resolves alone.
-		d.strat.saved[s.scope.String()] = [2]float64{s.C, s.E}
+		d.strat.saved[s.scope.String()] = [4]float64{s.C, s.E, s.PN, s.PD}
 		if s.in != nil {
 			s.in.st = nil
 		}
@@ -514,8 +535,9 @@ func (d *Detector) refreshActive(kind string) {
 
 // strataState is the persisted learning of the strata (meta
 // detector_strata): by scope, the decayed counted first spams and their
-// expectation at the global rate.
-type strataState map[string][2]float64
+// expectation at the global rate, and the dispersion's decayed Pearson sum
+// and block count.
+type strataState map[string][4]float64
 
 func (d *Detector) strataPersist() []byte {
 	out := strataState{}
@@ -524,7 +546,7 @@ func (d *Detector) strataPersist() []byte {
 	}
 	d.strat.all(func(s *stratum) {
 		if s.C > 0 || s.E > 0 {
-			out[s.scope.String()] = [2]float64{s.C, s.E}
+			out[s.scope.String()] = [4]float64{s.C, s.E, s.PN, s.PD}
 		}
 	})
 	b, _ := json.Marshal(out)
@@ -532,7 +554,7 @@ func (d *Detector) strataPersist() []byte {
 }
 
 func (d *Detector) strataLoad(raw []byte) error {
-	d.strat.saved = map[string][2]float64{}
+	d.strat.saved = map[string][4]float64{}
 	if raw == nil {
 		return nil
 	}

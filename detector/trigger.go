@@ -26,12 +26,23 @@ type fsEvent struct {
 func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g, gs *group) {
 	id, dormant := oc.ID, oc.Dormant
 	d.m.firstSpam.Inc()
+	d.hrAll++
 	nv := novel(g, d.prevGroups[mi.dictKey]) || gs != nil && !d.o.NoNovel && novel(gs, d.prevSend[mi.keys[dimSender]])
 	counted := g.counted < perCampaign || nv
 	if d.o.Trace != nil {
 		d.o.Trace(t, id, d.pop.AtRisk(), counted, nv)
 	}
 	if !counted {
+		// Beyond its campaign's quota: only the share test counts it.
+		f := fsEvent{t: t, id: id, mi: mi.complete(), dormant: dormant, dom: oc.Domain, tags: oc.TagMask()}
+		if d.scopedFor(&f) != nil {
+			return
+		}
+		if opened := d.shareHit(f, t); !opened {
+			if in := d.open[KindSurge]; in != nil && in.Trigger == TriggerCUSUMShare {
+				d.grow(in, t, id, mi, dormant)
+			}
+		}
 		return
 	}
 	g.counted++
@@ -42,6 +53,9 @@ func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g
 	if in := d.scopedFor(&f); in != nil {
 		d.growScoped(in, f, t)
 		return
+	}
+	if d.shareHit(f, t) {
+		return // it opened a share incident, which holds it
 	}
 	d.cusumAll.begin()
 	d.hrCount++
@@ -87,8 +101,11 @@ func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dorm
 	in.UpdatedAt = t
 	defer d.publish()
 	sc := d.cusumAll.s / d.o.Threshold
-	if in.Trigger == TriggerCUSUMNovel {
+	switch in.Trigger {
+	case TriggerCUSUMNovel:
 		sc = d.cusumNovel.s / d.o.Threshold
+	case TriggerCUSUMShare:
+		sc = d.cusumShare.s / d.o.Threshold
 	}
 	if sc > in.Score {
 		in.Score = sc
@@ -259,6 +276,7 @@ func (d *Detector) campaignStart(run []fsEvent) []fsEvent {
 func (d *Detector) resetRuns() {
 	d.cusumAll.reset()
 	d.cusumNovel.reset()
+	d.cusumShare.reset()
 }
 
 // checkResolve closes incidents after a quiet period (hysteresis: opening
@@ -279,8 +297,11 @@ func (d *Detector) checkResolve(t time.Time) {
 			// day without excess.
 			w := d.win.sum(12 * 60)
 			c, e, ev := w.c, w.e, d.cusumAll.back
-			if in.Trigger == TriggerCUSUMNovel {
+			switch in.Trigger {
+			case TriggerCUSUMNovel:
 				c, e, ev = w.nc, w.ne, d.cusumNovel.back
+			case TriggerCUSUMShare:
+				c, e, ev = w.a, w.ae, d.cusumShare.back
 			}
 			quiet = ev >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
 		}

@@ -9,6 +9,7 @@ const ringLen = 1440
 type bin struct {
 	c, e, d float64 // first spams, expected, dictionary evidence
 	nc, ne  float64 // the same for novel campaigns
+	a, ae   float64 // all first spams, and the share test's expectation
 }
 
 // ring is the last day minute by minute, for the window tests, with the
@@ -50,6 +51,8 @@ func (r *ring) sum(n int) bin {
 		w.d += b.d
 		w.nc += b.nc
 		w.ne += b.ne
+		w.a += b.a
+		w.ae += b.ae
 	}
 	return w
 }
@@ -69,6 +72,9 @@ func (r *ring) uncount(t time.Time, novel bool) {
 	if novel && b.nc >= 1 {
 		b.nc--
 	}
+	if b.a >= 1 {
+		b.a--
+	}
 }
 
 // clear empties the ring.
@@ -82,6 +88,7 @@ func (r *ring) clear() {
 func (r *ring) clearCounts() {
 	for i := range r.bins {
 		r.bins[i].c, r.bins[i].e, r.bins[i].nc, r.bins[i].ne = 0, 0, 0, 0
+		r.bins[i].a, r.bins[i].ae = 0, 0
 	}
 	r.longC, r.longE = 0, 0
 }
