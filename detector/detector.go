@@ -72,7 +72,7 @@ type Detector struct {
 	// The share test's CUSUM (share.go) and its dispersion.
 	cusumShare cusum
 	phiShare   float64
-	win                  ring // the last day, minute by minute
+	win        ring // the last day, minute by minute
 
 	// dictGroups is dictionary evidence per campaign, decaying by half
 	// every 3 hours, so first spams of a dictionary campaign are known as
@@ -115,8 +115,8 @@ type persisted struct {
 	DictRate float64 `json:"dict_rate"` // dictionary evidence per hour
 	// The share test's learning (share.go), flat.
 	shareState
-	Hours    int64   `json:"hours"`
-	Seq      int     `json:"seq"`
+	Hours int64 `json:"hours"`
+	Seq   int   `json:"seq"`
 	// Tracked sizes the table on load (a map grown key by key spends
 	// most of a restart rehashing).
 	Tracked int `json:"tracked"`

@@ -48,10 +48,10 @@ type Options struct {
 	PerDomain, PerTag bool
 	// NoShare turns the share test off (share.go): first spams per spam
 	// delivered to known addresses.
-	NoShare bool
-	Learn             time.Duration // default 72h of learning after Warmup on a new store
-	FlushEvery        time.Duration // default 1s: the crash loss window
-	FlushMax          int           // default 1000 transitions per batch
+	NoShare    bool
+	Learn      time.Duration // default 72h of learning after Warmup on a new store
+	FlushEvery time.Duration // default 1s: the crash loss window
+	FlushMax   int           // default 1000 transitions per batch
 	// NoSync commits batches without waiting for the disk, except on
 	// Close: for replay, where a crash means running it again.
 	NoSync bool

@@ -61,7 +61,7 @@ const (
 	stratumPhiPrior  = 12 // blocks
 	// stratumPhiDecay is the half-life of the dispersion, in blocks.
 	stratumPhiDecay = 60
-	metaStrata       = "detector_strata"
+	metaStrata      = "detector_strata"
 )
 
 // Scopes of an incident (Scope's keys).
