@@ -35,7 +35,10 @@
 // users; keep the two in step.
 package ingest
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Observation is one relayed transaction as the mail path saw it, after the
 // next hop's final reply. It is the unit the detector learns from, whether it
@@ -70,3 +73,11 @@ type SinkFunc func(Observation)
 
 // Observe calls f(o).
 func (f SinkFunc) Observe(o Observation) { f(o) }
+
+// ErrIgnored is a line of an input that carries no observation and is no
+// error either: a log line of the filter's other messages (ingest/logs).
+var ErrIgnored = errors.New("not a verdict line")
+
+// ErrNoRecipients is a verdict line that names no recipient: it cannot be
+// an observation (ingest/logs); sources count and skip it.
+var ErrNoRecipients = errors.New("no recipients")
