@@ -35,15 +35,15 @@ func (p *Parser) rspamd(rest []byte) (ingest.Observation, error) {
 	if !bytes.HasPrefix(body, []byte("id: <")) {
 		return o, errors.New("rspamd task line in an unknown log_format (docs/logs.md)")
 	}
-	const verdictMark = " (default: "
+	const verdictMark = "(default: "
 	vi := bytes.Index(body, []byte(verdictMark))
-	if vi < 0 {
+	if vi < 1 || body[vi-1] != ' ' {
 		return o, errors.New(`rspamd task line without "(default: ..." verdict`)
 	}
-	if bytes.Count(body, []byte(verdictMark)) != 1 {
+	if once(body[vi+len(verdictMark):], verdictMark) {
 		return o, errAmbiguous
 	}
-	head, v := body[:vi], body[vi+len(verdictMark):]
+	head, v := body[:vi-1], body[vi+len(verdictMark):]
 	// v: "S (reject): [15.00/15.00] [...]..."
 	if len(v) < 4 || (v[0] != 'T' && v[0] != 'F' && v[0] != 'S') || v[1] != ' ' || v[2] != '(' {
 		return o, errors.New("rspamd verdict not T/F/S (action)")
@@ -55,10 +55,10 @@ func (p *Parser) rspamd(rest []byte) (ingest.Observation, error) {
 	o.Spam = rspamdSpam(v[3 : 3+ae])
 	const digestMark = ", digest: <"
 	di := bytes.Index(v, []byte(digestMark))
-	if di < 0 || bytes.Count(v, []byte(digestMark)) != 1 {
-		if di < 0 {
-			return o, errors.New("rspamd task line without its digest")
-		}
+	if di < 0 {
+		return o, errors.New("rspamd task line without its digest")
+	}
+	if once(v[di+len(digestMark):], digestMark) {
 		return o, errAmbiguous
 	}
 	tail := v[di+len(digestMark):]
@@ -101,6 +101,9 @@ func (p *Parser) rspamd(rest []byte) (ingest.Observation, error) {
 	}
 	return o, nil
 }
+
+// once reports whether m occurs in b (a second time, after the first).
+func once(b []byte, m string) bool { return bytes.Contains(b, []byte(m)) }
 
 // rspamdOurs reads spamsurge's log_format (after "spamsurge: ").
 func (p *Parser) rspamdOurs(b []byte) (ingest.Observation, error) {
@@ -162,8 +165,7 @@ func (p *Parser) rspamdList(b []byte) []string {
 		p.Truncated++
 		b = bytes.TrimSuffix(r, []byte(","))
 	}
-	n := bytes.Count(b, []byte(",")) + 1
-	out := make([]string, 0, n)
+	var out []string
 	for len(b) > 0 {
 		var a []byte
 		a, b, _ = bytes.Cut(b, []byte(","))
