@@ -21,6 +21,12 @@ import (
 //	spamsurge: action=<reject> score=<15.00/15.00> qid=<QID> ip=<IP> rcpts=<A,B> from=<SENDER> mid=<MID>
 const rspamdMarker = "rspamd_task_write_log: "
 
+// RspamdLogFormat is spamsurge's log_format for rspamd (docs/logs.md): the
+// verdict and the envelope first, every SMTP recipient (a Lua function:
+// $smtp_rcpts stops after 8 in rspamd 3.4, whatever the config), the
+// sender's own fields last.
+const RspamdLogFormat = `spamsurge: action=<$action> score=<$scores> qid=<$qid> ip=<$ip> rcpts=<$lua{return function(task) local t = {} for _, r in ipairs(task:get_recipients('smtp') or {}) do t[#t+1] = r.addr end return table.concat(t, ',') end}> from=<$smtp_from> mid=<$mid>`
+
 var errAmbiguous = errors.New("ambiguous: the line holds the log's own syntax twice (a crafted Message-ID or symbol option?)")
 
 func (p *Parser) rspamd(rest []byte) (ingest.Observation, error) {
