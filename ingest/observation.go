@@ -11,8 +11,8 @@
 //
 // # The observation stream (JSONL)
 //
-// `replay`, `simulate` and POST /api/v1/observations speak one format (a
-// `convert` command from filter logs is planned, not there yet): one JSON
+// `replay`, `simulate`, `convert` (from filter logs, package ingest/logs)
+// and POST /api/v1/observations speak one format: one JSON
 // object per line, one line per delivered message, in time order (replay
 // puts lines up to 5 minutes out of order back in order):
 //
