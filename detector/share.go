@@ -86,7 +86,7 @@ func (d *Detector) shareExpect(known int) {
 }
 
 // shareHit counts a first spam, counted or not, in the share test; it
-// reports whether the open incident took it.
+// reports whether it opened an incident on it (which then holds it).
 func (d *Detector) shareHit(f fsEvent, t time.Time) bool {
 	d.win.cur().a++
 	if d.o.NoShare {
@@ -94,8 +94,9 @@ func (d *Detector) shareHit(f fsEvent, t time.Time) bool {
 	}
 	if in := d.open[KindSurge]; in != nil {
 		if in.Trigger == TriggerCUSUMShare {
+			// Its evidence that the share is back (the caller adds
+			// the first spam to it).
 			d.cusumShare.hit(f, shareRho, d.phiShare, d.phiShare)
-			return true
 		}
 		return false
 	}
