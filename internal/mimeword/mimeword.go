@@ -13,6 +13,7 @@
 package mimeword
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -170,12 +171,17 @@ func convert(b *strings.Builder, cs string, content []byte) error {
 			}
 		}
 	default:
-		r, err := CharsetReader(strings.ToLower(cs), strings.NewReader(string(content)))
+		r, err := CharsetReader(strings.ToLower(cs), bytes.NewReader(content))
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(b, r)
-		return err
+		// Not io.Copy: a strings.Builder has no ReadFrom, so it would
+		// allocate 32 KiB for a word of a few dozen bytes.
+		out, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		b.Write(out)
 	}
 	return nil
 }
