@@ -9,6 +9,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/ingest"
+	"github.com/spamsurge/spamsurge/internal/mimeword"
 )
 
 // Incident is one detected excess of first spams (or of dictionary
@@ -104,12 +105,14 @@ func newMsgInfo(o *ingest.Observation) *msgInfo {
 	return mi
 }
 
-// complete fills the keys that cost more (subject normalisation); only
-// messages that carry a first spam need them.
+// complete fills the keys that cost more (subject decoding and
+// normalisation); only messages that carry a first spam need them. The
+// subject comes as the header has it (the mail path does not decode it),
+// or already decoded (JSONL observations may be).
 func (mi *msgInfo) complete() *msgInfo {
 	if !mi.done {
 		mi.done = true
-		mi.keys[dimSubject] = normSubject(mi.subject)
+		mi.keys[dimSubject] = normSubject(mimeword.Subject(mi.subject))
 		mi.keys[dimMsgID] = domainOf(strings.Trim(strings.TrimSpace(mi.msgID), "<>"))
 		mi.subject, mi.msgID = "", ""
 	}

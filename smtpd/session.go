@@ -647,7 +647,7 @@ func (s *session) count(res *relayResult, scan *verdict.Scanner) {
 		From:      s.from,
 		ClientIP:  s.client,
 		Helo:      s.conn.Hostname(),
-		Subject:   v.Subject,
+		Subject:   v.RawSubject, // decoded by the detector, for first spams only
 		MessageID: v.MessageID,
 	})
 }
