@@ -36,6 +36,39 @@ type Config struct {
 	Detector    Detector    `yaml:"detector"`
 	Alerting    Alerting    `yaml:"alerting"`
 	Attribution Attribution `yaml:"attribution"`
+	Sources     Sources     `yaml:"sources"`
+}
+
+// Sources are observation sources besides the proxy.
+type Sources struct {
+	// Tail follows growing filter logs (rspamd, amavisd-new, spamd).
+	Tail []TailSource `yaml:"tail"`
+}
+
+// TailSource is one log file serve follows.
+type TailSource struct {
+	Path string `yaml:"path"`
+	// Format is rspamd, amavis, spamd, jsonl, or auto (detected from
+	// the file's verdict lines; the default).
+	Format string `yaml:"format"`
+	// Name is the source's label in metrics and logs (default: Path).
+	Name string `yaml:"name"`
+	// Backfill reads the file from its start on the first run (default:
+	// from its end); later runs resume where the last one stopped.
+	Backfill bool `yaml:"backfill"`
+	// Timezone is the zone of time stamps without one (default: the
+	// local zone), an IANA name such as Europe/Berlin.
+	Timezone string `yaml:"timezone"`
+	// Domain is appended to spamd users without "@".
+	Domain string `yaml:"domain"`
+}
+
+// Label is the source's name in metrics and logs: Name, or Path.
+func (t TailSource) Label() string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return t.Path
 }
 
 // SMTP is the listening side of the proxy.
@@ -398,6 +431,8 @@ func sectionName(goType string) string {
 		return "attribution.tags[]"
 	case "CanaryList":
 		return "attribution.canaries[]"
+	case "TailSource":
+		return "sources.tail[]"
 	}
 	return strings.ToLower(goType)
 }
@@ -413,7 +448,11 @@ func (c *Config) Validate() error {
 			bad(key, "%q is not host:port", v)
 		}
 	}
-	checkHostPort("smtp.listen", c.SMTP.Listen)
+	// An empty smtp.listen turns the proxy off: observations come from
+	// sources.tail and the API only.
+	if c.SMTP.Listen != "" {
+		checkHostPort("smtp.listen", c.SMTP.Listen)
+	}
 	if c.SMTP.Protocol != "smtp" && c.SMTP.Protocol != "lmtp" {
 		bad("smtp.protocol", "%q is not smtp or lmtp", c.SMTP.Protocol)
 	}
@@ -522,6 +561,29 @@ func (c *Config) Validate() error {
 	for i, t := range c.Attribution.Canaries {
 		if t.Source == "" || t.File == "" {
 			bad(fmt.Sprintf("attribution.canaries[%d]", i), "needs source and file")
+		}
+	}
+	labels := map[string]int{}
+	for i, t := range c.Sources.Tail {
+		key := fmt.Sprintf("sources.tail[%d]", i)
+		if t.Path == "" {
+			bad(key+".path", "must be set (the log file to follow)")
+		}
+		switch t.Format {
+		case "", "auto", "rspamd", "amavis", "spamd", "jsonl":
+		default:
+			bad(key+".format", "%q is not rspamd, amavis, spamd, jsonl or auto", t.Format)
+		}
+		if t.Timezone != "" {
+			if _, err := time.LoadLocation(t.Timezone); err != nil {
+				bad(key+".timezone", "%q is not a time zone (an IANA name such as Europe/Berlin)", t.Timezone)
+			}
+		}
+		if l := t.Label(); l != "" {
+			if j, dup := labels[l]; dup {
+				bad(key, "source %q is also sources.tail[%d]: give each a distinct path or name", l, j)
+			}
+			labels[l] = i
 		}
 	}
 	return errors.Join(errs...)

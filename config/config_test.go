@@ -73,6 +73,12 @@ func TestBadConfigNamesKeyAndLine(t *testing.T) {
 		{"http:\n  listen: nope\n", []string{"line 2", "http.listen"}},
 		{"alerting:\n  alertmanager_url: 127.0.0.1:9093\n", []string{"line 2", "alerting.alertmanager_url"}},
 		{"smtp: [1, 2]\n", []string{"line 1"}},
+		{"sources:\n  tail:\n    - {format: rspamd}\n", []string{"line 3", "sources.tail[0].path"}},
+		{"sources:\n  tail:\n    - {path: /a, format: postfix}\n", []string{"line 3", "sources.tail[0].format", "postfix"}},
+		{"sources:\n  tail:\n    - {path: /a, timezone: Mars/Olympus}\n", []string{"line 3", "sources.tail[0].timezone"}},
+		{"sources:\n  tail:\n    - {path: /a}\n    - {path: /b, name: /a}\n", []string{"line 4", "sources.tail[1]", "sources.tail[0]"}},
+		{"sources:\n  tail:\n    - {path: /a, follow: true}\n", []string{"line 3", `unknown key "follow"`, "sources.tail[]"}},
+		{"smtp:\n  listen: \"2525\"\n", []string{"line 2", "smtp.listen"}},
 	}
 	for _, tc := range cases {
 		_, err := Parse([]byte(tc.yaml))
@@ -111,5 +117,26 @@ func TestForgetAfterZeroMeansNever(t *testing.T) {
 	}
 	if c.Detector.ForgetAfter != 0 {
 		t.Fatalf("forget_after = %v", c.Detector.ForgetAfter)
+	}
+}
+
+// TestProxyOff: smtp.listen "" turns the proxy off (tail or push only); it
+// is valid with or without sources.
+func TestProxyOff(t *testing.T) {
+	c, err := Parse([]byte("smtp:\n  listen: \"\"\nsources:\n  tail:\n    - {path: /var/log/rspamd/rspamd.log, format: rspamd}\n    - {path: /var/log/mail.log, name: amavis, backfill: true, timezone: Europe/Berlin}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SMTP.Listen != "" || len(c.Sources.Tail) != 2 {
+		t.Fatalf("got %+v", c)
+	}
+	if got := c.Sources.Tail[0].Label(); got != "/var/log/rspamd/rspamd.log" {
+		t.Errorf("label without name = %q", got)
+	}
+	if tl := c.Sources.Tail[1]; tl.Label() != "amavis" || !tl.Backfill || tl.Format != "" {
+		t.Errorf("second source = %+v", tl)
+	}
+	if _, err := Parse([]byte("smtp:\n  listen: \"\"\n")); err != nil {
+		t.Errorf("proxy off without sources (push only): %v", err)
 	}
 }
