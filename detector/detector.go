@@ -56,6 +56,7 @@ type Detector struct {
 	st         persisted
 	lastFl     time.Time
 	dirtyMeta  bool
+	staged     bool // StageMeta blobs wait in the batch
 
 	// current hour, for learning
 	hrIdx                  int64
@@ -424,6 +425,20 @@ func (d *Detector) Tick(now time.Time) []Event {
 	return d.out
 }
 
+// StageMeta puts a named blob into the next commit of the recipient
+// state, so that it is written atomically with the state of every
+// observation consumed before it: a log tailer's position is durable
+// exactly when what it read is. Names starting "tail:" are the tailers';
+// the detector's own blobs are not to be named. Call it from the
+// goroutine that calls Observe.
+func (d *Detector) StageMeta(name string, v []byte) {
+	d.pop.Batch().PutMeta(name, v)
+	d.staged = true
+}
+
+// Meta reads a named blob from the store (nil when absent).
+func (d *Detector) Meta(name string) ([]byte, error) { return d.o.Store.Meta(name) }
+
 // CloseStore makes Close close c (the store the caller opened for this
 // Detector alone).
 func (d *Detector) CloseStore(c io.Closer) { d.closer = c }
@@ -483,7 +498,7 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 		return nil
 	}
 	d.lastFl = t
-	if d.pop.Pending() == 0 && !d.dirtyMeta {
+	if d.pop.Pending() == 0 && !d.dirtyMeta && !d.staged {
 		return nil
 	}
 	batch := d.pop.Batch()
@@ -518,6 +533,6 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 	}
 	d.m.flushes.Inc()
 	batch.Reset()
-	d.dirtyMeta = false
+	d.dirtyMeta, d.staged = false, false
 	return nil
 }

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +47,42 @@ func TestSubmitWaitsThenGivesUp(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(q.dropped); v != 0 {
 		t.Fatalf("Submit dropped %v", v)
+	}
+}
+
+// SubmitThen's function runs on Run's goroutine after its observations
+// were consumed, in queue order; a marker without observations runs after
+// everything queued before it. TryObserve says when it dropped.
+func TestSubmitThenRunsAfterConsume(t *testing.T) {
+	q := NewQueue(4, prometheus.NewRegistry())
+	var log []string
+	ctx := context.Background()
+	if err := q.SubmitThen(ctx, []Observation{{Spam: true}, {}}, func() { log = append(log, "then1") }); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SubmitThen(ctx, nil, func() { log = append(log, "marker") }); err != nil {
+		t.Fatal(err)
+	}
+	if !q.TryObserve(Observation{}) {
+		t.Fatal("TryObserve into a queue with room failed")
+	}
+	if q.TryObserve(Observation{}) {
+		t.Fatal("TryObserve into a full queue succeeded")
+	}
+	if v := testutil.ToFloat64(q.dropped); v != 1 {
+		t.Fatalf("dropped = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(q.queued); v != 3 {
+		t.Fatalf("queued = %v, want 3 (markers are not observations)", v)
+	}
+	stop, cancel := context.WithCancel(ctx)
+	cancel()
+	q.Run(stop, func(o Observation) { log = append(log, fmt.Sprintf("obs spam=%v", o.Spam)) }, nil, 0)
+	want := "obs spam=true,obs spam=false,then1,marker,obs spam=false"
+	if got := strings.Join(log, ","); got != want {
+		t.Fatalf("order %s, want %s", got, want)
+	}
+	if v := testutil.ToFloat64(q.queued); v != 0 {
+		t.Fatalf("queued after drain = %v", v)
 	}
 }
