@@ -33,12 +33,20 @@ type Options struct {
 	// Incidents returns a snapshot of the open and recent incidents.
 	Incidents func() []detector.Incident
 	// Submit hands observations to the detector, or returns ErrBusy.
-	Submit       func([]ingest.Observation) error
+	Submit func([]ingest.Observation) error
+	// Offer hands one observation to the detector's queue without
+	// waiting; false when the queue was full (it dropped and counted
+	// it). POST /api/v1/rspamd uses it.
+	Offer        func(ingest.Observation) bool
 	MaxBodyBytes int64
 	// NotAfter, when set, is the latest time an observation may carry
 	// (the wall clock plus detector.max_clock_skew): a later one makes
 	// the request a 400 naming the line.
 	NotAfter func() time.Time
+	// Registerer receives the API's own metrics (nil: none).
+	Registerer prometheus.Registerer
+
+	rspamd *prometheus.CounterVec
 }
 
 // Handler builds the HTTP routes.
@@ -46,6 +54,7 @@ func Handler(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	o.rspamd = newRspamdCounter(o.Registerer)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
 		ErrorLog:          zap.NewStdLog(o.Logger),

@@ -32,6 +32,7 @@ func (o *Options) apiRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/incidents/{id}", o.auth(http.HandlerFunc(o.getIncident)))
 	mux.Handle("GET /api/v1/incidents/{id}/recipients", o.auth(http.HandlerFunc(o.getRecipients)))
 	mux.Handle("POST /api/v1/observations", o.auth(http.HandlerFunc(o.postObservations)))
+	mux.Handle("POST /api/v1/rspamd", o.auth(http.HandlerFunc(o.postRspamd)))
 	// Anything else under /api/ is a 404 with a reason, after auth so
 	// the API's shape is not revealed to strangers.
 	mux.Handle("/api/", o.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
