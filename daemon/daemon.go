@@ -95,19 +95,23 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfg, log, reg := o.Config, o.Logger, o.Registerer
 
-	opts, err := smtpOptions(cfg)
-	if err != nil {
-		return err
-	}
-	// Every source (the proxy, the HTTP push) feeds the detector through
-	// one bounded queue.
+	// Every source (the proxy, the log tailers, the HTTP push) feeds the
+	// detector through one bounded queue.
 	queue := ingest.NewQueue(cfg.Detector.QueueSize, reg)
-	opts.Logger = log
-	opts.Registerer = reg
-	opts.Sink = queue
-	proxy, err := smtpd.New(opts)
-	if err != nil {
-		return err
+	// smtp.listen "" turns the proxy off: the tailers and the API are
+	// the sources then.
+	var proxy *smtpd.Server
+	if cfg.SMTP.Listen != "" {
+		opts, err := smtpOptions(cfg)
+		if err != nil {
+			return err
+		}
+		opts.Logger = log
+		opts.Registerer = reg
+		opts.Sink = queue
+		if proxy, err = smtpd.New(opts); err != nil {
+			return err
+		}
 	}
 
 	// The detector fails open: without it (a corrupt store, an unreadable
@@ -169,7 +173,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	apiOpts := api.Options{
-		Gatherer: o.Gatherer, Logger: log.Named("http"), Token: token, NotAfter: notAfter,
+		Gatherer: o.Gatherer, Logger: log.Named("http"), Token: token, NotAfter: notAfter, Registerer: reg,
 		Incidents: func() []detector.Incident {
 			if det == nil {
 				return nil
@@ -178,6 +182,7 @@ func Run(ctx context.Context, o Options) error {
 		},
 	}
 	if det != nil {
+		apiOpts.Offer = queue.TryObserve
 		apiOpts.Submit = func(obs []ingest.Observation) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -191,10 +196,17 @@ func Run(ctx context.Context, o Options) error {
 		if detErr != nil {
 			return fmt.Errorf("detector unavailable: %w", detErr)
 		}
+		if proxy == nil {
+			return nil // nothing else to wait for: the tailers wait for their files
+		}
 		return proxy.Ready()
 	}
-	if err := proxy.Listen(); err != nil {
-		return fmt.Errorf("smtp.listen: %w", err)
+	if proxy != nil {
+		if err := proxy.Listen(); err != nil {
+			return fmt.Errorf("smtp.listen: %w", err)
+		}
+	} else {
+		log.Info("smtp proxy off (smtp.listen is empty)", zap.Int("tail_sources", len(cfg.Sources.Tail)))
 	}
 	hln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -224,7 +236,14 @@ func Run(ctx context.Context, o Options) error {
 		defer wg.Done()
 		queue.Run(hctx, consume, tick, time.Second)
 	}()
-	err = proxy.Serve(ctx)
+	// The tailers stop with ctx; what they queued is drained below.
+	tails := startTails(ctx, cfg, queue, det, reg, log)
+	if proxy != nil {
+		err = proxy.Serve(ctx)
+	} else {
+		<-ctx.Done()
+	}
+	tails()
 	hcancel()
 	wg.Wait()
 	if det != nil {
