@@ -32,7 +32,9 @@ func (o *Options) apiRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /api/v1/incidents/{id}", o.auth(http.HandlerFunc(o.getIncident)))
 	mux.Handle("GET /api/v1/incidents/{id}/recipients", o.auth(http.HandlerFunc(o.getRecipients)))
 	mux.Handle("POST /api/v1/observations", o.auth(http.HandlerFunc(o.postObservations)))
-	mux.Handle("POST /api/v1/rspamd", o.auth(http.HandlerFunc(o.postRspamd)))
+	// rspamd's http pusher can send Basic credentials only (its rule's
+	// user and password): the token is taken as the password there.
+	mux.Handle("POST /api/v1/rspamd", o.authOr(true, http.HandlerFunc(o.postRspamd)))
 	// Anything else under /api/ is a 404 with a reason, after auth so
 	// the API's shape is not revealed to strangers.
 	mux.Handle("/api/", o.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +44,11 @@ func (o *Options) apiRoutes(mux *http.ServeMux) {
 
 // auth admits a request with the bearer token (compared in constant time)
 // or, when no token is configured, from a loopback client only.
-func (o *Options) auth(next http.Handler) http.Handler {
+func (o *Options) auth(next http.Handler) http.Handler { return o.authOr(false, next) }
+
+// authOr is auth; with basic it also takes the token as the password of
+// HTTP Basic authentication (any user name).
+func (o *Options) authOr(basic bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.Token == "" {
 			if !loopback(r.RemoteAddr) {
@@ -53,6 +59,9 @@ func (o *Options) auth(next http.Handler) http.Handler {
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if basic && !ok {
+			_, got, ok = r.BasicAuth()
+		}
 		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(o.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="spamsurge"`)
 			apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,30 @@ func TestAPIRspamd(t *testing.T) {
 	// Protected as every /api/ route.
 	if code, _ := req(t, h, "POST", "/api/v1/rspamd", "127.0.0.1:1", "", rspamdPost); code != 401 {
 		t.Fatalf("without the token: %d", code)
+	}
+	// rspamd sends Basic credentials (the rule's user and password): the
+	// token is the password.
+	r := httptest.NewRequest("POST", "/api/v1/rspamd", strings.NewReader(rspamdPostNoRcpt))
+	r.RemoteAddr = "192.0.2.1:1"
+	r.SetBasicAuth("rspamd", "wrong")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != 401 {
+		t.Errorf("Basic with a wrong password: %d", rec.Code)
+	}
+	r.SetBasicAuth("rspamd", "s3cret")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != 200 {
+		t.Errorf("Basic with the token as password: %d %s", rec.Code, rec.Body)
+	}
+	// Only there: the other routes want the bearer token.
+	r = httptest.NewRequest("GET", "/api/v1/incidents", nil)
+	r.SetBasicAuth("rspamd", "s3cret")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != 401 {
+		t.Errorf("Basic on /api/v1/incidents: %d", rec.Code)
 	}
 	t0 := time.Now()
 	code, body := req(t, h, "POST", "/api/v1/rspamd", "127.0.0.1:1", "s3cret", rspamdPost)
@@ -84,7 +109,7 @@ func TestAPIRspamd(t *testing.T) {
 	if code != 503 || !strings.Contains(body, "queue full") {
 		t.Errorf("queue full: %d %s", code, body)
 	}
-	want := map[string]float64{"accepted": 1, "skipped": 1, "invalid": 10, "dropped": 1}
+	want := map[string]float64{"accepted": 1, "skipped": 2, "invalid": 10, "dropped": 1}
 	for r, n := range want {
 		if v := counterValue(t, reg, "spamsurge_rspamd_messages_total", "result", r); v != n {
 			t.Errorf("spamsurge_rspamd_messages_total{result=%q} = %v, want %v", r, v, n)
