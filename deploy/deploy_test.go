@@ -573,8 +573,11 @@ alerting:
 attribution:
   tags: [{name: book, file: %s}]
   canaries: [{source: book, file: %s}]
+sources:
+  tail: [{path: %s, name: rspamd}]
 `, testkit.FreePort(t), testkit.FreePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), testkit.FreePort(t),
-		testkit.WriteFile(t, dir, "book.txt", "a@example.net\n"), testkit.WriteFile(t, dir, "canaries.txt", "trap@example.net\n"))
+		testkit.WriteFile(t, dir, "book.txt", "a@example.net\n"), testkit.WriteFile(t, dir, "canaries.txt", "trap@example.net\n"),
+		filepath.Join(dir, "rspamd.log"))
 	cfgPath := filepath.Join(dir, "spamsurge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

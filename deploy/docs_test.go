@@ -16,11 +16,34 @@ const metricsDoc = "../docs/metrics.md"
 
 // docMetric is one row of a table in docs/metrics.md.
 type docMetric struct {
-	typ    string // counter, gauge, histogram, summary
-	label  string // "" without labels
-	values []string
-	free   bool // the label's values come from the operator's config
+	typ    string     // counter, gauge, histogram, summary
+	labels []docLabel // none without labels
 	line   int
+}
+
+// docLabel is one label of a row: its values, or free when they come
+// from the operator's config.
+type docLabel struct {
+	name   string
+	values []string
+	free   bool
+}
+
+func (m docMetric) label(name string) (docLabel, bool) {
+	for _, l := range m.labels {
+		if l.name == name {
+			return l, true
+		}
+	}
+	return docLabel{}, false
+}
+
+func (m docMetric) labelNames() string {
+	var n []string
+	for _, l := range m.labels {
+		n = append(n, l.name)
+	}
+	return strings.Join(n, ", ")
 }
 
 var backticked = regexp.MustCompile("`([^`]*)`")
@@ -28,6 +51,7 @@ var backticked = regexp.MustCompile("`([^`]*)`")
 // loadMetricsDoc parses the tables of docs/metrics.md: every row whose
 // first cell is a backticked spamsurge_ name, as
 // | `name` | type | `label` = `v1`, `v2` (or: the configured ...) | meaning |
+// with several labels separated by ";": `a` = the configured ...; `b` = `v1`, `v2`
 func loadMetricsDoc(t *testing.T) map[string]docMetric {
 	t.Helper()
 	b, err := os.ReadFile(metricsDoc)
@@ -57,18 +81,20 @@ func loadMetricsDoc(t *testing.T) map[string]docMetric {
 			t.Errorf("%s:%d: %s: type %q is not counter, gauge, histogram or summary", metricsDoc, i+1, name, m.typ)
 		}
 		if lc := strings.TrimSpace(cells[2]); lc != "" {
-			toks := backticked.FindAllStringSubmatch(lc, -1)
-			if len(toks) == 0 {
-				t.Errorf("%s:%d: %s: labels %q name no `label`", metricsDoc, i+1, name, lc)
-			} else {
-				m.label = toks[0][1]
+			for _, part := range strings.Split(lc, ";") {
+				toks := backticked.FindAllStringSubmatch(part, -1)
+				if len(toks) == 0 {
+					t.Errorf("%s:%d: %s: labels %q name no `label`", metricsDoc, i+1, name, part)
+					continue
+				}
+				l := docLabel{name: toks[0][1], free: strings.Contains(part, "configured")}
 				for _, v := range toks[1:] {
-					m.values = append(m.values, v[1])
+					l.values = append(l.values, v[1])
 				}
-				m.free = strings.Contains(lc, "configured")
-				if len(m.values) == 0 && !m.free {
-					t.Errorf("%s:%d: %s: label %s lists no values (write `label` = `v1`, `v2`, or say they are configured)", metricsDoc, i+1, name, m.label)
+				if len(l.values) == 0 && !l.free {
+					t.Errorf("%s:%d: %s: label %s lists no values (write `label` = `v1`, `v2`, or say they are configured)", metricsDoc, i+1, name, l.name)
 				}
+				m.labels = append(m.labels, l)
 			}
 		}
 		if _, dup := out[name]; dup {
@@ -161,28 +187,32 @@ func TestMetricsDocumented(t *testing.T) {
 		if m.typ != typ {
 			t.Errorf("%s:%d: %s is a %s, the daemon exports a %s", metricsDoc, m.line, n, m.typ, typ)
 		}
-		seen := map[string]bool{}
+		seen := map[string]bool{} // label=value
 		for _, p := range sortedKeys(series[n]) {
 			label, value, _ := strings.Cut(p, "=")
 			if label == "le" || label == "quantile" {
 				continue
 			}
+			l, listed := m.label(label)
 			switch {
-			case m.label == "":
+			case len(m.labels) == 0:
 				t.Errorf("%s:%d: %s has no labels listed, the daemon exports %s", metricsDoc, m.line, n, p)
-			case label != m.label:
-				t.Errorf("%s:%d: %s: label %s listed, the daemon exports %s", metricsDoc, m.line, n, m.label, p)
-			case !m.free && !slices.Contains(m.values, value):
-				t.Errorf("%s:%d: %s: value %s=%q is not listed (have %s)", metricsDoc, m.line, n, label, value, strings.Join(m.values, ", "))
+			case !listed:
+				t.Errorf("%s:%d: %s: label %s listed, the daemon exports %s", metricsDoc, m.line, n, m.labelNames(), p)
+			case !l.free && !slices.Contains(l.values, value):
+				t.Errorf("%s:%d: %s: value %s=%q is not listed (have %s)", metricsDoc, m.line, n, label, value, strings.Join(l.values, ", "))
 			}
-			seen[value] = true
+			seen[label] = true
+			seen[p] = true
 		}
-		if m.label != "" && len(series[n]) == 0 {
-			t.Errorf("%s:%d: %s: label %s listed, the daemon exports no labelled series", metricsDoc, m.line, n, m.label)
-		}
-		for _, v := range m.values {
-			if !m.free && !seen[v] {
-				t.Errorf("%s:%d: %s{%s=%q} is listed, the daemon exports no such series", metricsDoc, m.line, n, m.label, v)
+		for _, l := range m.labels {
+			if !seen[l.name] {
+				t.Errorf("%s:%d: %s: label %s listed, the daemon exports no series with it", metricsDoc, m.line, n, l.name)
+			}
+			for _, v := range l.values {
+				if !l.free && !seen[l.name+"="+v] {
+					t.Errorf("%s:%d: %s{%s=%q} is listed, the daemon exports no such series", metricsDoc, m.line, n, l.name, v)
+				}
 			}
 		}
 	}
