@@ -142,7 +142,7 @@ func parseCounts(t *testing.T, name string, f logs.Format) (parsed, skipped, inv
 // ago makes its recipients established (warmup 1h), so the spam appended
 // now is their first spam and spamsurge_first_spam_total moves. The log
 // is rotated logrotate-style on the way, the daemon restarted with lines
-// written while it was stopped: each line is counted once.
+// written while it was stopped, and killed: each line is counted once.
 func TestTailServe(t *testing.T) {
 	dir := t.TempDir()
 	addr := testkit.FreePort(t)
@@ -234,6 +234,18 @@ sources:
 	if v := d.metric(t, lines("amavis", "parsed")) + d.metric(t, lines("spamd", "parsed")); v != 0 {
 		t.Errorf("after the restart, %v lines of the other logs were read again", v)
 	}
+
+	// Killed (kill -9) a while after its last line, so the commit with
+	// the position was made (detector.flush_interval, 1s): the next run
+	// reads only what came after.
+	appendFile(t, rspamdLog, restamp(spam, time.Now(), []string{"n4@example.net"}))
+	d.waitMetric(t, lines("rspamd", "parsed"), 3)
+	time.Sleep(2500 * time.Millisecond)
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	appendFile(t, rspamdLog, restamp(spam, time.Now(), []string{"n5@example.net"}), restamp(ham, time.Now(), []string{"n6@example.net"}))
+	d = startServeOnly(t, dir, addr, cfg)
+	d.waitMetric(t, lines("rspamd", "parsed"), 2)
 	for _, l := range strings.Split(d.out.String(), "\n") {
 		if strings.Contains(l, "@example.net") {
 			t.Errorf("an address in the log: %s", l)

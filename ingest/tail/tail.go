@@ -33,7 +33,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -194,7 +193,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 				continue
 			}
 		case err := <-werrs:
-			t.log.Warn("fsnotify error; polling goes on", zap.Error(err))
+			// An overflow (a busy directory while we wait for the
+			// queue) only loses wake-ups: the poll reads on.
+			t.log.Debug("fsnotify error; polling goes on", zap.Error(err))
 		case <-tick.C:
 		}
 	}
@@ -219,13 +220,6 @@ func (t *Tailer) watch() *fsnotify.Watcher {
 // mine: an event for the path or one of its rotated names.
 func (t *Tailer) mine(name string) bool {
 	return strings.HasPrefix(filepath.Clean(name), filepath.Clean(t.o.Path))
-}
-
-func fileID(fi os.FileInfo) (dev, ino uint64) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Dev), uint64(st.Ino)
-	}
-	return 0, 0
 }
 
 // start opens the file where this run begins: the saved position, or the
