@@ -46,6 +46,9 @@ type Options struct {
 	// Client is "rueidis" (the default) or "go-redis" (see bench/README.md:
 	// both are kept for the comparison).
 	Client string
+	// Flushers is how many batches of concurrent Apply calls may be in
+	// flight at once (default 2; see Apply).
+	Flushers int
 	// PoolSize is go-redis's connection pool size (0: its default).
 	PoolSize int
 	// Dial, for tests and benchmarks, replaces the TCP dial (TLS, if any,
@@ -76,7 +79,10 @@ type Store struct {
 	matHr  atomic.Int64
 	lists  atomic.Pointer[attribution.Lists]
 
-	scratch sync.Pool
+	reqs  sync.Pool
+	queue chan *request
+	quit  chan struct{}
+	wg    sync.WaitGroup
 }
 
 // Open connects to Redis (or the cluster) and checks that it answers.
@@ -95,18 +101,30 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{o: o, d: d, cluster: e.cluster, warm: strconv.FormatInt(int64(o.Warmup/time.Minute), 10)}
 	s.layout()
-	s.scratch.New = func() any { return newScratch() }
+	s.reqs.New = func() any { return &request{done: make(chan struct{}, 1)} }
+	s.queue, s.quit = make(chan *request, 1024), make(chan struct{})
+	if o.Flushers <= 0 {
+		o.Flushers = 2
+	}
+	for range o.Flushers {
+		s.wg.Add(1)
+		go s.flusher()
+	}
 	// The at-risk count as it is now, and a round trip that proves the
 	// server (every node, in a cluster) answers the scripts.
 	if _, err := s.Mature(ctx, 0); err != nil {
-		d.close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close closes the connections.
-func (s *Store) Close() { s.d.close() }
+// Close closes the connections. Apply calls waiting then fail.
+func (s *Store) Close() {
+	close(s.quit)
+	s.wg.Wait()
+	s.d.close()
+}
 
 func (o *Options) endpoint() (*endpoint, error) {
 	e := &endpoint{tls: o.TLS, dial: o.Dial, poolSize: o.PoolSize}
@@ -229,17 +247,6 @@ func (s *Store) BucketKey(id addr.ID) string { return s.bucketKey(&id) }
 // RiskKey is the risk hash of id's group.
 func (s *Store) RiskKey(id addr.ID) string { return s.riskKeys[id[0]] }
 
-// scratch is one Apply's calls, reused.
-type scratch struct {
-	calls []call
-	pos   [][]int // per call, the indexes in out of its recipients
-	res   [][]int64
-	byG   [groups]int16 // group → call index + 1 (cluster)
-	used  []byte        // the groups set in byG
-}
-
-func newScratch() *scratch { return &scratch{} }
-
 func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
@@ -247,15 +254,32 @@ func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, s.o.Timeout)
 }
 
+// request is one Apply call waiting for a flusher.
+type request struct {
+	head     [2]string // now, spam
+	group    []byte    // per recipient sent, its hash-tag group
+	keys     []string  // per recipient sent, its bucket and risk keys
+	fields   []string
+	pos      []int // per recipient sent, its index in out
+	codes    []int64
+	deadline time.Time
+	err      error
+	done     chan struct{}
+}
+
 // Apply records one message at t to rcpts and appends to out one Outcome
 // per recipient, in order, with the kinds recipients.Population.Apply
 // gives for the same history: its first mail and first spam transitions
 // happen in Redis scripts, so that across all instances exactly one sees
-// an address's first spam. One round trip (standalone: one script call;
-// cluster: one call per hash-tag group of the recipients, pipelined, the
-// nodes in parallel). On an error out is returned as it was: the message
-// is not observed (it may or may not have changed the state: the scripts
-// are never retried, see driver).
+// an address's first spam.
+//
+// One round trip at most: the message goes to Redis in one script call
+// (cluster: one per hash-tag group of its recipients, pipelined, the
+// nodes in parallel) together with the messages of the Apply calls
+// running at the same time on this Store (see Options.Flushers). On an
+// error, or when ctx ends first, out is returned as it was: the message is
+// not observed (it may or may not have changed the state: the scripts are
+// never retried, see driver).
 //
 // Outcomes carry no Domain (0) and no tag mask (TagRisk is not kept
 // yet). A FirstSpam is out of the fleet's at-risk count in Redis at once;
@@ -265,15 +289,14 @@ func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 		return out, nil
 	}
 	base := len(out)
-	sc := s.scratch.Get().(*scratch)
-	defer s.scratch.Put(sc)
-	now := recipients.Minutes(t)
-	head := [3]string{strconv.FormatUint(uint64(now), 10), s.warm, "0"}
+	rq := s.reqs.Get().(*request)
+	rq.head[0] = strconv.FormatUint(uint64(recipients.Minutes(t)), 10)
+	rq.head[1] = "0"
 	if spam {
-		head[2] = "1"
+		rq.head[1] = "1"
 	}
+	rq.group, rq.keys, rq.fields, rq.pos = rq.group[:0], rq.keys[:0], rq.fields[:0], rq.pos[:0]
 	lists := s.lists.Load()
-	sc.calls, sc.pos = sc.calls[:0], sc.pos[:0]
 	for i := range rcpts {
 		r := &rcpts[i]
 		oc := recipients.Outcome{ID: r.ID, Detail: r.Detail}
@@ -285,53 +308,54 @@ func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 			}
 		}
 		out = append(out, oc)
-		ci := 0
-		if s.cluster {
-			g := r.ID[0]
-			if sc.byG[g] == 0 {
-				sc.addCall(head)
-				sc.byG[g] = int16(len(sc.calls))
-				sc.used = append(sc.used, g)
-			}
-			ci = int(sc.byG[g]) - 1
-		} else if len(sc.calls) == 0 {
-			sc.addCall(head)
-		}
-		c := &sc.calls[ci]
-		c.keys = append(c.keys, s.bucketKey(&r.ID), s.riskKeys[r.ID[0]])
-		c.args = append(c.args, string(r.ID[2:2+fieldLen]))
-		sc.pos[ci] = append(sc.pos[ci], len(out)-1)
+		rq.group = append(rq.group, r.ID[0])
+		rq.keys = append(rq.keys, s.bucketKey(&r.ID), s.riskKeys[r.ID[0]])
+		rq.fields = append(rq.fields, string(r.ID[2:2+fieldLen]))
+		rq.pos = append(rq.pos, len(out)-1)
 	}
-	for _, g := range sc.used {
-		sc.byG[g] = 0
-	}
-	sc.used = sc.used[:0]
-	if len(sc.calls) == 0 {
+	if len(rq.pos) == 0 {
+		s.reqs.Put(rq)
 		return out, nil // canaries only
 	}
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
-	sc.res = append(sc.res[:0], make([][]int64, len(sc.calls))...)
-	if err := s.d.run(ctx, applyScript, sc.calls, sc.res); err != nil {
-		return out[:base], fmt.Errorf("redisstore: %w", err)
+	if d, ok := ctx.Deadline(); ok {
+		rq.deadline = d
+	} else {
+		rq.deadline = time.Now().Add(s.o.Timeout)
 	}
-	for ci, pos := range sc.pos {
-		res := sc.res[ci]
-		if len(res) != len(pos) {
-			return out[:base], fmt.Errorf("redisstore: %d outcomes for %d recipients", len(res), len(pos))
-		}
-		for j, p := range pos {
-			oc := &out[p]
-			switch code := res[j]; {
-			case code >= 0 && code <= 4:
-				oc.Kind = codeKinds[code]
-			case code&7 == 5:
-				oc.Kind = recipients.FirstSpam
-				lastDay := code >> 3
-				oc.Dormant = t.Sub(time.Unix((lastDay+1)*86400, 0)) >= s.o.Dormant
-			default:
-				return out[:base], fmt.Errorf("redisstore: outcome code %d", code)
-			}
+	timer := time.NewTimer(time.Until(rq.deadline))
+	defer timer.Stop()
+	select {
+	case s.queue <- rq:
+	case <-s.quit:
+		return out[:base], errClosed
+	case <-ctx.Done():
+		return out[:base], fmt.Errorf("redisstore: %w", ctx.Err())
+	case <-timer.C:
+		return out[:base], fmt.Errorf("redisstore: %w", context.DeadlineExceeded)
+	}
+	select {
+	case <-rq.done:
+	case <-ctx.Done():
+		// The flusher still owns rq: it is not put back.
+		return out[:base], fmt.Errorf("redisstore: %w", ctx.Err())
+	case <-timer.C:
+		return out[:base], fmt.Errorf("redisstore: %w", context.DeadlineExceeded)
+	}
+	defer s.reqs.Put(rq)
+	if rq.err != nil {
+		return out[:base], fmt.Errorf("redisstore: %w", rq.err)
+	}
+	for j, p := range rq.pos {
+		oc := &out[p]
+		switch code := rq.codes[j]; {
+		case code >= 0 && code <= 4:
+			oc.Kind = codeKinds[code]
+		case code&7 == 5:
+			oc.Kind = recipients.FirstSpam
+			lastDay := code >> 3
+			oc.Dormant = t.Sub(time.Unix((lastDay+1)*86400, 0)) >= s.o.Dormant
+		default:
+			return out[:base], fmt.Errorf("redisstore: outcome code %d", code)
 		}
 	}
 	return out, nil
@@ -339,20 +363,148 @@ func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 
 var codeKinds = [...]recipients.Kind{recipients.NewMail, recipients.NewSpam, recipients.Mail, recipients.Spam, recipients.EarlySpam}
 
-func (sc *scratch) addCall(head [3]string) {
-	n := len(sc.calls)
-	if n < cap(sc.calls) {
-		sc.calls = sc.calls[:n+1]
-		sc.calls[n].keys = sc.calls[n].keys[:0]
-		sc.calls[n].args = append(sc.calls[n].args[:0], head[:]...)
-	} else {
-		sc.calls = append(sc.calls, call{args: append([]string(nil), head[:]...)})
+var errClosed = errors.New("redisstore: closed")
+
+// flusher sends the queued requests: it waits for one, takes whatever
+// else is queued then (up to maxBatch recipients), and sends them all in
+// one round trip. Options.Flushers of them run, so that a round trip in
+// flight does not hold the next batch.
+func (s *Store) flusher() {
+	defer s.wg.Done()
+	var batch []*request
+	b := &batch_{}
+	for {
+		var first *request
+		select {
+		case first = <-s.queue:
+		case <-s.quit:
+			return
+		}
+		batch = append(batch[:0], first)
+		n := len(first.pos)
+	more:
+		for n < maxBatch {
+			select {
+			case rq := <-s.queue:
+				batch = append(batch, rq)
+				n += len(rq.pos)
+			default:
+				break more
+			}
+		}
+		s.flush(b, batch)
 	}
-	if n < cap(sc.pos) {
-		sc.pos = sc.pos[:n+1]
-		sc.pos[n] = sc.pos[n][:0]
-	} else {
-		sc.pos = append(sc.pos, nil)
+}
+
+// maxBatch bounds the recipients of one flush (a script blocks Redis
+// while it runs: 512 recipients are about half a millisecond).
+const maxBatch = 512
+
+// batch_ is a flusher's reusable state.
+type batch_ struct {
+	calls []call
+	res   [][]int64
+	// per call: which request and which of its recipients each
+	// result belongs to
+	owners [][]owner
+	counts [][]int // per call, per message section: its arg index
+	byG    [groups]int16
+	used   []byte
+}
+
+type owner struct {
+	rq *request
+	j  int
+}
+
+func (b *batch_) callFor(s *Store, g byte, warm string) int {
+	if !s.cluster {
+		g = 0
+	}
+	if b.byG[g] == 0 {
+		n := len(b.calls)
+		if n < cap(b.calls) {
+			b.calls = b.calls[:n+1]
+			b.owners = b.owners[:n+1]
+			b.counts = b.counts[:n+1]
+		} else {
+			b.calls = append(b.calls, call{})
+			b.owners = append(b.owners, nil)
+			b.counts = append(b.counts, nil)
+		}
+		b.calls[n].keys = b.calls[n].keys[:0]
+		b.calls[n].args = append(b.calls[n].args[:0], warm)
+		b.owners[n] = b.owners[n][:0]
+		b.counts[n] = b.counts[n][:0]
+		b.byG[g] = int16(n + 1)
+		b.used = append(b.used, g)
+	}
+	return int(b.byG[g]) - 1
+}
+
+func (s *Store) flush(b *batch_, batch []*request) {
+	b.calls, b.owners, b.counts = b.calls[:0], b.owners[:0], b.counts[:0]
+	deadline := batch[0].deadline
+	for _, rq := range batch {
+		if rq.deadline.After(deadline) {
+			deadline = rq.deadline
+		}
+		if cap(rq.codes) < len(rq.pos) {
+			rq.codes = make([]int64, len(rq.pos))
+		}
+		rq.codes = rq.codes[:len(rq.pos)]
+		for j := range rq.pos {
+			ci := b.callFor(s, rq.group[j], s.warm)
+			c := &b.calls[ci]
+			// A message's section in this call: now, spam, count.
+			if o := b.owners[ci]; len(o) == 0 || o[len(o)-1].rq != rq {
+				c.args = append(c.args, rq.head[0], rq.head[1], "")
+				b.counts[ci] = append(b.counts[ci], len(c.args)-1)
+			}
+			c.keys = append(c.keys, rq.keys[2*j], rq.keys[2*j+1])
+			c.args = append(c.args, rq.fields[j])
+			b.owners[ci] = append(b.owners[ci], owner{rq, j})
+		}
+	}
+	for _, g := range b.used {
+		b.byG[g] = 0
+	}
+	b.used = b.used[:0]
+	// The counts of the sections: the fields between one section's
+	// count and the next section's head.
+	for ci := range b.calls {
+		args, cs := b.calls[ci].args, b.counts[ci]
+		for k, at := range cs {
+			end := len(args)
+			if k+1 < len(cs) {
+				end = cs[k+1] - 2
+			}
+			args[at] = strconv.Itoa(end - at - 1)
+		}
+	}
+	if cap(b.res) < len(b.calls) {
+		b.res = make([][]int64, len(b.calls))
+	}
+	b.res = b.res[:len(b.calls)]
+	clear(b.res)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	err := s.d.run(ctx, applyScript, b.calls, b.res)
+	cancel()
+	for ci, os := range b.owners {
+		res := b.res[ci]
+		if err == nil && len(res) != len(os) {
+			err = fmt.Errorf("%d outcomes for %d recipients", len(res), len(os))
+		}
+		if err != nil {
+			continue
+		}
+		for k, o := range os {
+			o.rq.codes[o.j] = res[k]
+		}
+	}
+	for _, rq := range batch {
+		rq.err = err
+		rq.done <- struct{}{}
 	}
 }
 
