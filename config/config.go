@@ -550,8 +550,7 @@ func (c *Config) validateRedis(bad func(key, format string, a ...any)) {
 				}
 			}
 			if u.User != nil {
-				_, hasPw := u.User.Password()
-				urlPassword = hasPw || u.User.Username() != ""
+				_, urlPassword = u.User.Password()
 			}
 		}
 	}

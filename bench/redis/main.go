@@ -45,6 +45,7 @@ var (
 	redisBin = flag.String("redis-server", "redis-server", "redis-server binary")
 	cliBin   = flag.String("redis-cli", "redis-cli", "redis-cli binary (for -cluster)")
 	at       = flag.Duration("at", warmup+2*time.Hour, "time of the measured messages after the addresses' first mails (past the warm-up: spam to them is a first spam once; the same day: no last-mail writes)")
+	groupsF  = flag.Int("groups", 0, "redisstore Options.Groups (0: its default)")
 	flushers = flag.Int("flushers", 0, "redisstore Options.Flushers (0: its default)")
 	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the client side (the whole run) to this file")
 )
@@ -185,7 +186,7 @@ func (c *counter) dial(ctx context.Context, network, a string) (net.Conn, error)
 }
 
 func open(client string, tg target, space [8]byte, cnt *counter) *redisstore.Store {
-	o := redisstore.Options{URL: tg.url, Space: space, Warmup: warmup, Dormant: 30 * 24 * time.Hour, Client: client, Timeout: 5 * time.Second, Flushers: *flushers}
+	o := redisstore.Options{URL: tg.url, Space: space, Warmup: warmup, Dormant: 30 * 24 * time.Hour, Client: client, Timeout: 5 * time.Second, Flushers: *flushers, Groups: *groupsF}
 	if tg.url == "" {
 		o.Cluster = tg.nodes
 	}

@@ -46,6 +46,14 @@ type Options struct {
 	// Client is "rueidis" (the default) or "go-redis" (see bench/README.md:
 	// both are kept for the comparison).
 	Client string
+	// Groups is the number of hash-tag groups the buckets are in, a
+	// power of two up to 256 (default 16). It is part of the key layout:
+	// every instance must use the same, and changing it starts from an
+	// empty state. In a cluster a message costs one script call per group
+	// it touches, and a script call costs Redis about as much as 5
+	// recipients (bench/README.md): fewer groups batch better, more spread
+	// better over many masters (a group is one slot).
+	Groups int
 	// Flushers is how many batches of concurrent Apply calls may be in
 	// flight at once (default 2; see Apply).
 	Flushers int
@@ -56,10 +64,12 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// Key layout (see the package doc): 256 hash-tag groups of 256 buckets.
+// Key layout (see the package doc): 65 536 buckets in Options.Groups
+// hash-tag groups (at most 256).
 const (
-	groups        = 256
-	buckets       = groups * 256
+	maxGroups     = 256
+	buckets       = 1 << 16
+	defaultGroups = 16
 	fieldLen      = 6 // bytes 2-7 of the id; bytes 0-1 pick the bucket
 	defaultTimout = time.Second
 )
@@ -73,7 +83,8 @@ type Store struct {
 	warm    string
 
 	bucketKeys []string // by the id's first two bytes, big-endian
-	riskKeys   [groups]string
+	riskKeys   []string // by group
+	groupShift uint     // a bucket's group is its index >> groupShift
 
 	atRisk atomic.Int64
 	matHr  atomic.Int64
@@ -98,6 +109,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	d, err := newDriver(o.Client, e)
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case o.Groups == 0:
+		o.Groups = defaultGroups
+	case o.Groups < 1 || o.Groups > maxGroups || o.Groups&(o.Groups-1) != 0:
+		d.close()
+		return nil, fmt.Errorf("redisstore: %d groups: a power of two from 1 to %d", o.Groups, maxGroups)
 	}
 	s := &Store{o: o, d: d, cluster: e.cluster, warm: strconv.FormatInt(int64(o.Warmup/time.Minute), 10)}
 	s.layout()
@@ -166,7 +184,7 @@ type URL struct {
 	TLS      bool // rediss://
 }
 
-// ParseURL reads redis://[user:password@]host[:port][/db] and rediss://.
+// ParseURL reads redis://[[user]:password@]host[:port][/db] and rediss://.
 // Its errors never include the password.
 func ParseURL(s string) (URL, error) {
 	u, err := url.Parse(s)
@@ -191,11 +209,9 @@ func ParseURL(s string) (URL, error) {
 	r.Addr = net.JoinHostPort(u.Hostname(), port)
 	if u.User != nil {
 		r.User = u.User.Username()
+		// redis://user@host is a user without a password (its password
+		// in store.redis_password_file), as go-redis reads it.
 		r.Password, _ = u.User.Password()
-		if _, set := u.User.Password(); !set {
-			// redis://password@host, as redis-cli and go-redis read it.
-			r.User, r.Password = "", u.User.Username()
-		}
 	}
 	if p := strings.TrimPrefix(u.Path, "/"); p != "" {
 		db, err := strconv.Atoi(p)
@@ -222,19 +238,26 @@ func ReadPasswordFile(path string) (string, error) {
 	return pw, nil
 }
 
-// layout names the keys: bucket b (the id's first two bytes) of space S
-// is "ss{S:gg}bb" and its group's risk hash "ss{S:gg}r", with gg = b's
-// high byte in hex: a group's keys share a hash tag, so one script may
-// touch any of them in a cluster.
+// layout names the keys: bucket b (the id's first two bytes, big-endian)
+// of space S is "ss{S:g}bbbb" and its group's risk hash "ss{S:g}r", with
+// g = b's group (its top log2(Groups) bits) and both in hex: a group's keys
+// share a hash tag, so one script may touch any of them in a cluster.
 func (s *Store) layout() {
 	sp := hex.EncodeToString(s.o.Space[:])
+	n := s.o.Groups
+	s.groupShift = 16
+	for 1<<(16-s.groupShift) < n {
+		s.groupShift--
+	}
+	s.riskKeys = make([]string, n)
 	s.bucketKeys = make([]string, buckets)
-	for g := range groups {
+	for b := range buckets {
+		g := b >> s.groupShift
 		tag := fmt.Sprintf("ss{%s:%02x}", sp, g)
-		s.riskKeys[g] = tag + "r"
-		for b := range 256 {
-			s.bucketKeys[g<<8|b] = fmt.Sprintf("%s%02x", tag, b)
+		if b == g<<s.groupShift {
+			s.riskKeys[g] = tag + "r"
 		}
+		s.bucketKeys[b] = fmt.Sprintf("%s%04x", tag, b)
 	}
 }
 
@@ -245,7 +268,10 @@ func (s *Store) bucketKey(id *addr.ID) string { return s.bucketKeys[int(id[0])<<
 func (s *Store) BucketKey(id addr.ID) string { return s.bucketKey(&id) }
 
 // RiskKey is the risk hash of id's group.
-func (s *Store) RiskKey(id addr.ID) string { return s.riskKeys[id[0]] }
+func (s *Store) RiskKey(id addr.ID) string { return s.riskKeys[s.group(&id)] }
+
+// group is id's hash-tag group.
+func (s *Store) group(id *addr.ID) byte { return byte((int(id[0])<<8 | int(id[1])) >> s.groupShift) }
 
 func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -308,8 +334,9 @@ func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 			}
 		}
 		out = append(out, oc)
-		rq.group = append(rq.group, r.ID[0])
-		rq.keys = append(rq.keys, s.bucketKey(&r.ID), s.riskKeys[r.ID[0]])
+		g := s.group(&r.ID)
+		rq.group = append(rq.group, g)
+		rq.keys = append(rq.keys, s.bucketKey(&r.ID), s.riskKeys[g])
 		rq.fields = append(rq.fields, string(r.ID[2:2+fieldLen]))
 		rq.pos = append(rq.pos, len(out)-1)
 	}
@@ -408,7 +435,7 @@ type batch_ struct {
 	// result belongs to
 	owners [][]owner
 	counts [][]int // per call, per message section: its arg index
-	byG    [groups]int16
+	byG    [maxGroups]int16
 	used   []byte
 }
 
@@ -423,15 +450,9 @@ func (b *batch_) callFor(s *Store, g byte, warm string) int {
 	}
 	if b.byG[g] == 0 {
 		n := len(b.calls)
-		if n < cap(b.calls) {
-			b.calls = b.calls[:n+1]
-			b.owners = b.owners[:n+1]
-			b.counts = b.counts[:n+1]
-		} else {
-			b.calls = append(b.calls, call{})
-			b.owners = append(b.owners, nil)
-			b.counts = append(b.counts, nil)
-		}
+		b.calls = grow(b.calls)
+		b.owners = grow(b.owners)
+		b.counts = grow(b.counts)
 		b.calls[n].keys = b.calls[n].keys[:0]
 		b.calls[n].args = append(b.calls[n].args[:0], warm)
 		b.owners[n] = b.owners[n][:0]
@@ -440,6 +461,16 @@ func (b *batch_) callFor(s *Store, g byte, warm string) int {
 		b.used = append(b.used, g)
 	}
 	return int(b.byG[g]) - 1
+}
+
+// grow extends v by one element, reusing the one beyond its length (and
+// what it holds) when there is one.
+func grow[T any](v []T) []T {
+	if len(v) < cap(v) {
+		return v[:len(v)+1]
+	}
+	var zero T
+	return append(v, zero)
 }
 
 func (s *Store) flush(b *batch_, batch []*request) {
@@ -530,8 +561,8 @@ func (s *Store) Mature(ctx context.Context, h int64) (int, error) {
 	arg := []string{strconv.FormatInt(h, 10)}
 	var calls []call
 	if s.cluster {
-		calls = make([]call, groups)
-		for g := range groups {
+		calls = make([]call, len(s.riskKeys))
+		for g := range s.riskKeys {
 			calls[g] = call{keys: s.riskKeys[g : g+1], args: arg}
 		}
 	} else {
@@ -584,7 +615,7 @@ func (s *Store) Forget(ctx context.Context, t time.Time) (int, error) {
 	for b0 := 0; b0 < buckets; b0 += forgetSpan {
 		keys := make([]string, 0, 2*forgetSpan)
 		for b := b0; b < b0+forgetSpan; b++ {
-			keys = append(keys, s.bucketKeys[b], s.riskKeys[b>>8])
+			keys = append(keys, s.bucketKeys[b], s.riskKeys[b>>s.groupShift])
 		}
 		calls = append(calls, call{keys: keys, args: args})
 	}

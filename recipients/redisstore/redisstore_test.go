@@ -60,7 +60,8 @@ var clients = []string{"rueidis", "go-redis"}
 func suite(t *testing.T, tg target) {
 	for _, c := range clients {
 		t.Run(c, func(t *testing.T) {
-			t.Run("Differential", func(t *testing.T) { testDifferential(t, tg, c) })
+			t.Run("Differential", func(t *testing.T) { testDifferential(t, tg, c, 0) })
+			t.Run("Differential256Groups", func(t *testing.T) { testDifferential(t, tg, c, 256) })
 			t.Run("RaceFirstSpam", func(t *testing.T) { testRace(t, tg, c) })
 			t.Run("Forget", func(t *testing.T) { testForget(t, tg, c) })
 		})
@@ -90,11 +91,11 @@ func hourOf(t time.Time) int64 { return t.Unix() / 3600 }
 // store give the same outcomes (kind, id, detail, dormancy) and the same
 // at-risk count after every message, the detector's way: hours matured
 // as the clock reaches them, first spams Spent.
-func testDifferential(t *testing.T, tg target, client string) {
+func testDifferential(t *testing.T, tg target, client string, groups int) {
 	o := recipients.Options{Warmup: 6 * time.Hour, Dormant: 3 * 24 * time.Hour, ForgetAfter: 10 * 24 * time.Hour}
 	for seed := range uint64(3) {
 		r := mrand.New(mrand.NewPCG(seed, 42))
-		s := tg.open(t, Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: o.ForgetAfter, Client: client})
+		s := tg.open(t, Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: o.ForgetAfter, Client: client, Groups: groups})
 		pop := recipients.New(o, s.o.Space)
 		mem := store.NewMemory()
 		pool := make([]addr.ID, 150+r.IntN(150))
@@ -152,7 +153,11 @@ func testDifferential(t *testing.T, tg target, client string) {
 					t.Fatalf("seed %d after forgetting: at risk %d in memory, %d in Redis", seed, pop.AtRisk(), s.AtRisk())
 				}
 			}
-			rc := make([]recipients.Rcpt, 1+r.IntN(6))
+			size := 1 + r.IntN(6)
+			if r.IntN(100) < 3 {
+				size = 20 + r.IntN(60) // many groups in one message
+			}
+			rc := make([]recipients.Rcpt, size)
 			for i := range rc {
 				rc[i] = recipients.Rcpt{ID: pool[r.IntN(len(pool))], Detail: strconv.Itoa(r.IntN(3))}
 			}
@@ -178,7 +183,7 @@ func testDifferential(t *testing.T, tg target, client string) {
 			}
 		}
 		// Another instance reads the same fleet count.
-		other := tg.open(t, Options{Space: s.o.Space, Warmup: o.Warmup, Client: client})
+		other := tg.open(t, Options{Space: s.o.Space, Warmup: o.Warmup, Client: client, Groups: groups})
 		if n, err := other.Mature(ctx, hr); err != nil || n != pop.AtRisk() {
 			t.Fatalf("seed %d: another instance reads %d at risk (%v), want %d", seed, n, err, pop.AtRisk())
 		}
@@ -523,7 +528,8 @@ func TestParseURL(t *testing.T) {
 		{"redis://127.0.0.1:6380/2", URL{Addr: "127.0.0.1:6380", DB: 2}, ""},
 		{"redis://redis.example", URL{Addr: "redis.example:6379"}, ""},
 		{"rediss://u:s3cret@[::1]:7000", URL{Addr: "[::1]:7000", User: "u", Password: "s3cret", TLS: true}, ""},
-		{"redis://s3cret@h:1", URL{Addr: "h:1", Password: "s3cret"}, ""},
+		{"redis://spamsurge@h:1", URL{Addr: "h:1", User: "spamsurge"}, ""},
+		{"redis://:s3cret@h:1", URL{Addr: "h:1", Password: "s3cret"}, ""},
 		{"http://h:1", URL{}, "scheme"},
 		{"redis://:s3cret@/0", URL{}, "no host"},
 		{"redis://h:1/x", URL{}, "database"},
