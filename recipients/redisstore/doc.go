@@ -26,24 +26,29 @@
 //
 // # Key layout
 //
-// An address's id (addr.ID, a keyed PRF output) picks its place: byte 0
-// its group g (256 groups), byte 1 its bucket b within the group, bytes
-// 2-7 its field; the 64 bits are the same ones the in-memory table keys
-// on (addr.ID.Key64), so the two have the same (negligible) collisions.
+// An address's id (addr.ID, a keyed PRF output) picks its place: bytes
+// 0-1 its bucket b (65 536 buckets), bytes 2-7 its field; the bucket's top
+// bits its hash-tag group g (Options.Groups, 16 by default, at most 256).
+// The 64 bits are the ones the in-memory table keys on (addr.ID.Key64),
+// so the two have the same (negligible) collisions.
 //
-//	ss{S:gg}bb  hash, one of 65 536 buckets: field = 6 id bytes,
-//	            value = first mail (4 bytes, minutes), last mail day
-//	            (2 bytes), and once spammed first spam (4 bytes, minutes)
-//	ss{S:gg}r   hash, the group's at-risk accounting: "m" = matured
-//	            never-spammed addresses, "<hour>" = never-spammed
-//	            addresses maturing in that hour (epoch hours)
+//	ss{S:g}bbbb  hash, one of 65 536 buckets: field = 6 id bytes,
+//	             value = first mail (4 bytes, minutes), last mail day
+//	             (2 bytes), and once spammed first spam (4 bytes, minutes)
+//	ss{S:g}r     hash, the group's at-risk accounting: "m" = matured
+//	             never-spammed addresses, "<hour>" = never-spammed
+//	             addresses maturing in that hour (epoch hours)
 //
 // S is the key fingerprint in hex (the state of another key is apart, as
-// in the embedded store), gg and bb bytes in hex. The hash tag {S:gg} puts
-// a group's 256 buckets and its risk hash in one cluster slot, so one
-// script may update an address and its group's counters; a message's
-// recipients fall in up to 256 groups, hence one call per group in a
-// cluster (on a standalone server one call holds them all).
+// in the embedded store), g and b in hex. The hash tag {S:g} puts a
+// group's buckets and its risk hash in one cluster slot, so one script may
+// update an address and its group's counters. A message's recipients fall
+// in several groups, so in a cluster Apply sends one script call per group
+// touched (pipelined: one write per node, the nodes in parallel); on a
+// standalone server one call holds them all. A script call costs Redis
+// about as much as five recipients, so fewer groups batch better; more
+// groups spread better over many masters (a group is one slot): 16 suits
+// up to about 8 masters, 256 is the most.
 //
 // At 1 M addresses a bucket holds about 15 fields, a listpack of 250
 // bytes: 24.6 bytes an address in used_memory (bench/README.md). Redis
