@@ -362,6 +362,8 @@ func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 	}
 	select {
 	case <-rq.done:
+	case <-s.quit:
+		return out[:base], errClosed
 	case <-ctx.Done():
 		// The flusher still owns rq: it is not put back.
 		return out[:base], fmt.Errorf("redisstore: %w", ctx.Err())
