@@ -263,6 +263,15 @@ func (p *Pusher) toAlert(t *tracked, now time.Time) amAlert {
 	if c := topCampaign(in); c != "" {
 		a.Annotations["top_campaign"] = c
 	}
+	if sc := in.Scope; sc != nil {
+		// A label: one alert per leaked domain or list, routable to
+		// whoever looks after that customer.
+		if sc.Domain != "" {
+			a.Labels["domain"] = sc.Domain
+		} else {
+			a.Labels["tag"] = sc.Tag
+		}
+	}
 	if in.TopSource != "" {
 		a.Annotations["top_source"] = in.TopSource
 	}
@@ -296,6 +305,13 @@ func summary(in detector.Incident) string {
 		}
 		return fmt.Sprintf("Canary address hit (%d recipients): a source list has leaked", in.Recipients)
 	case "surge":
+		if in.Scope != nil {
+			what := "domain " + in.Scope.Domain
+			if in.Scope.Domain == "" {
+				what = "source list " + in.Scope.Tag
+			}
+			return fmt.Sprintf("%.0f first-ever spams to never-spammed addresses of %s, %.1f expected: its address list may have leaked", in.Observed, what, in.Expected)
+		}
 		if in.Trigger == detector.TriggerCUSUMNovel {
 			return fmt.Sprintf("%.0f first-ever spams from campaigns that reach mostly never-spammed addresses, %.1f expected: an address list may have leaked", in.Observed, in.Expected)
 		}

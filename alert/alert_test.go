@@ -103,6 +103,9 @@ func TestPusherSendsResendsResolvesAndRetries(t *testing.T) {
 	if a.Labels["alertname"] != "SpamSurgeLeakSuspected" || a.Labels["severity"] != "critical" || a.Labels["incident_id"] != "20260513T091400-surge" {
 		t.Errorf("labels = %v", a.Labels)
 	}
+	if _, ok := a.Labels["domain"]; ok || strings.Contains(a.Annotations["summary"], " of ") {
+		t.Errorf("an incident about the whole population named a scope: %v %q", a.Labels, a.Annotations["summary"])
+	}
 	if a.Annotations["observed"] != "412" || a.Annotations["expected"] != "3.5" || !strings.Contains(a.Annotations["top_campaign"], "spam.example (73%)") ||
 		!strings.Contains(a.Annotations["runbook_url"], "RUNBOOK.md#spamsurgeleaksuspected") {
 		t.Errorf("annotations = %v", a.Annotations)
@@ -227,6 +230,8 @@ receivers:
 
 	open := incident("open")
 	open.StartedAt = time.Now().Add(-time.Minute).UTC()
+	// A leak in one customer domain: its alert names the domain.
+	open.Trigger, open.Scope = detector.TriggerCUSUMDomain, &detector.Scope{Domain: "shop17.example"}
 	p.Update([]detector.Incident{open})
 	find := func(status string) *note {
 		mu.Lock()
@@ -241,7 +246,8 @@ receivers:
 	waitFor(t, "a firing notification", 30*time.Second, func() bool { return find("firing") != nil })
 	n := find("firing")
 	if len(n.Alerts) != 1 || n.Alerts[0].Labels["alertname"] != "SpamSurgeLeakSuspected" || n.Alerts[0].Labels["incident_id"] != open.ID ||
-		n.Alerts[0].Annotations["observed"] != "412" || n.Alerts[0].Annotations["runbook_url"] == "" {
+		n.Alerts[0].Annotations["observed"] != "412" || n.Alerts[0].Annotations["runbook_url"] == "" ||
+		n.Alerts[0].Labels["domain"] != "shop17.example" || !strings.Contains(n.Alerts[0].Annotations["summary"], "of domain shop17.example") {
 		t.Fatalf("firing notification = %+v", n)
 	}
 	// Alertmanager lists it as active.

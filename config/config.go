@@ -143,6 +143,11 @@ type Detector struct {
 	// ForgetAfter: addresses without mail for this long are dropped from
 	// the state (0: never).
 	ForgetAfter Duration `yaml:"forget_after"`
+	// PerDomain and PerTag run the first-spam test for every recipient
+	// domain and every source tag on its own, besides the whole
+	// population; an incident one of them opens names its scope.
+	PerDomain bool `yaml:"per_domain"`
+	PerTag    bool `yaml:"per_tag"`
 }
 
 // Alerting is where incidents are pushed.
@@ -233,6 +238,8 @@ func Default() Config {
 			FlushInterval:        Duration(time.Second),
 			MaxClockSkew:         Duration(5 * time.Minute),
 			ForgetAfter:          Duration(400 * 24 * time.Hour),
+			PerDomain:            true,
+			PerTag:               true,
 		},
 	}
 }

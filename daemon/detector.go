@@ -32,6 +32,8 @@ func DetectorOptions(c config.Config) detector.Options {
 		Dormant:    c.Detector.Dormant.D(),
 		Learn:      c.Detector.Learn.D(),
 		FlushEvery: c.Detector.FlushInterval.D(),
+		PerDomain:  c.Detector.PerDomain,
+		PerTag:     c.Detector.PerTag,
 	}
 	if o.Learn == 0 {
 		o.Learn = -1 // configured as none

@@ -129,6 +129,11 @@ func (d *Detector) attrStart() error {
 func (d *Detector) attrSync(l *attribution.Lists) {
 	d.attr.lists = l
 	d.pop.SetLists(l)
+	if d.o.PerTag {
+		d.strataTags()
+	} else {
+		d.strataRefresh()
+	}
 }
 
 // syncLists adopts the lists of a reload (SIGHUP) before an observation.
@@ -250,6 +255,9 @@ func (d *Detector) attrPersist() {
 // events about to be returned, up to date.
 func (d *Detector) attrAnnotate() {
 	if in := d.open[KindSurge]; in != nil {
+		d.annotate(in)
+	}
+	for _, in := range d.strat.scoped {
 		d.annotate(in)
 	}
 	if n := len(d.resolved); n > 0 && d.resolved[n-1].Kind == KindSurge {

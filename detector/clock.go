@@ -53,6 +53,7 @@ func (d *Detector) advance(t time.Time) {
 		}
 		n := float64(d.pop.AtRisk())
 		e := r * n * dt
+		d.strat.rInt += r * dt
 		en := d.novelRate(s, r) * n * dt
 		d.hrNovExp += en
 		d.win.cur().ne += en
@@ -90,6 +91,9 @@ func (d *Detector) gauges() {
 	if !d.o.NoNovel {
 		sc = max(sc, d.cusumNovel.s)
 	}
+	if !d.o.NoShare {
+		sc = max(sc, d.cusumShare.s)
+	}
 	d.m.score.Set(sc / d.o.Threshold)
 	d.m.expected.Set(d.rate(d.clock) * float64(d.pop.AtRisk()))
 	d.m.tracked.Set(float64(d.pop.Tracked()))
@@ -102,6 +106,7 @@ func (d *Detector) onMinute(t time.Time, m int64) {
 		d.onHour(t, h)
 	}
 	d.checkResolve(t)
+	d.checkResolveScoped(t)
 	d.attrMinute(t)
 	d.gauges()
 }
@@ -148,9 +153,11 @@ func (d *Detector) onHour(t time.Time, h int64) {
 		d.st.DictRate = d.st.DictRate*dec + dc*(1-dec)
 		d.st.Hours++
 		d.phiC, d.phiSlowC = d.st.phi(), d.st.phiSlow()
+		d.shareHour()
 	}
 	if ce := d.log.Check(zap.DebugLevel, "hour"); ce != nil {
-		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("expected", d.hrExp),
+		ce.Write(zap.Time("hour", time.Unix(d.hrIdx*3600, 0).UTC()), zap.Float64("counted", d.hrCount), zap.Float64("first_spams", d.hrAll), zap.Float64("expected", d.hrExp),
+			zap.Float64("share_expected", d.hrShareE), zap.Float64("share", d.st.shareQ()), zap.Float64("share_phi", d.phiShare), zap.Float64("share_cusum", d.cusumShare.s),
 			zap.Float64("phi", d.st.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.cusumAll.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
 	d.resetHour()
@@ -167,16 +174,19 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	clear(d.senders)
 	clear(d.groups)
 	// Maturation, and once a day retention.
+	d.strataHour()
 	d.pop.Mature(h)
 	if newDay {
 		d.forget(t)
 	}
+	d.strataRefresh()
 	d.m.atRisk.Set(float64(d.pop.AtRisk()))
 	if d.st.Warm && !d.st.WarmUntil.IsZero() && !t.Before(d.st.WarmUntil) {
 		d.st.Warm = false
 		d.m.warmup.Set(0)
 		// Windows filled under the early baseline are not evidence.
 		d.win.clear()
+		d.strataReset()
 		d.log.Info("warm-up over", zap.Int("at_risk", d.pop.AtRisk()))
 	}
 	d.dirtyMeta = true
@@ -185,7 +195,8 @@ func (d *Detector) onHour(t time.Time, h int64) {
 // resetHour clears the current hour's learning sums.
 func (d *Detector) resetHour() {
 	d.hrCount, d.hrExp, d.hrFlat, d.hrDen, d.hrDict = 0, 0, 0, 0, 0
-	d.hrNovel, d.hrNovExp = 0, 0
+	d.hrNovel, d.hrNovExp, d.hrAll = 0, 0, 0
+	d.hrShareN, d.hrShareE = 0, 0
 }
 
 // forget drops the addresses without mail for Options.ForgetAfter.

@@ -63,11 +63,16 @@ type Detector struct {
 	hrDen                  float64
 	hrDict                 float64
 	hrNovel, hrNovExp      float64
+	hrAll                  float64 // first spams, counted or not
+	hrShareN, hrShareE     float64 // known spam recipients, the first spams their share expects
 
 	// The CUSUMs of all counted first spams, and of the first spams of
 	// novel campaigns only (novelRate).
 	cusumAll, cusumNovel cusum
-	win                  ring // the last day, minute by minute
+	// The share test's CUSUM (share.go) and its dispersion.
+	cusumShare cusum
+	phiShare   float64
+	win        ring // the last day, minute by minute
 
 	// dictGroups is dictionary evidence per campaign, decaying by half
 	// every 3 hours, so first spams of a dictionary campaign are known as
@@ -87,6 +92,7 @@ type Detector struct {
 	closer   io.Closer // the store, when Open made it
 	snap     atomic.Pointer[[]Incident]
 	attr     attrState // attribution.go
+	strat    strata    // strata.go
 
 	season factors // the rhythm's factors, cached
 }
@@ -107,8 +113,10 @@ type persisted struct {
 	NovNum   float64 `json:"nov_num,omitzero"`
 	NovDen   float64 `json:"nov_den,omitzero"`
 	DictRate float64 `json:"dict_rate"` // dictionary evidence per hour
-	Hours    int64   `json:"hours"`
-	Seq      int     `json:"seq"`
+	// The share test's learning (share.go), flat.
+	shareState
+	Hours int64 `json:"hours"`
+	Seq   int   `json:"seq"`
 	// Tracked sizes the table on load (a map grown key by key spends
 	// most of a restart rehashing).
 	Tracked int `json:"tracked"`
@@ -132,7 +140,8 @@ func New(o Options) (*Detector, error) {
 		groups:     map[string]*group{}, prevGroups: map[string]*group{},
 		senders: map[string]*group{}, prevSend: map[string]*group{},
 	}
-	d.pop = recipients.New(recipients.Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: max(0, o.ForgetAfter), Domains: o.DomainCounts}, d.space)
+	d.pop = recipients.New(recipients.Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: max(0, o.ForgetAfter), Domains: o.DomainCounts || o.PerDomain}, d.space)
+	d.strat.on = o.PerDomain || o.PerTag
 	fp, err := o.Store.Meta(metaKeyFP)
 	if err != nil {
 		return nil, fmt.Errorf("detector: %w", err)
@@ -154,12 +163,20 @@ func New(o Options) (*Detector, error) {
 		}
 		for _, in := range ins {
 			in.restoreGroups()
-			if in.State == StateOpen && !keyChanged {
+			switch {
+			case in.State == StateOpen && !keyChanged && in.Scope != nil:
+				d.strat.scoped = append(d.strat.scoped, in)
+			case in.State == StateOpen && !keyChanged:
 				d.open[in.Kind] = in
-			} else {
+			default:
 				d.resolved = append(d.resolved, in)
 			}
 		}
+	}
+	if raw, err := o.Store.Meta(metaStrata); err != nil {
+		return nil, fmt.Errorf("detector: %w", err)
+	} else if err := d.strataLoad(raw); err != nil {
+		return nil, fmt.Errorf("detector: stored strata are unreadable (%v): %w", err, store.ErrCorrupt)
 	}
 	if err := d.pop.Load(o.Store, d.st.Clock, d.st.Tracked); err != nil {
 		return nil, fmt.Errorf("detector: loading recipients: %w", err)
@@ -183,7 +200,9 @@ func New(o Options) (*Detector, error) {
 		d.st.Den = o.PriorWeight
 	}
 	d.phiC, d.phiSlowC = d.st.phi(), d.st.phiSlow()
+	d.phiShare = d.st.sharePhi()
 	d.st.seedScatter(d.phiC)
+	d.strataRefresh()
 	if fp == nil || keyChanged {
 		d.pop.Batch().PutMeta(metaKeyFP, d.space[:])
 		d.dirtyMeta = true
@@ -191,8 +210,8 @@ func New(o Options) (*Detector, error) {
 	d.m.tracked.Set(float64(d.pop.Tracked()))
 	d.m.atRisk.Set(float64(d.pop.AtRisk()))
 	d.m.warmup.Set(b2f(d.st.Warm))
-	for k := range d.open {
-		d.m.active.WithLabelValues(k).Set(1)
+	for _, k := range kinds {
+		d.refreshActive(k)
 	}
 	d.publish()
 	d.log.Info("recipient state loaded", zap.Int("recipients", d.pop.Tracked()), zap.Int("at_risk", d.pop.AtRisk()), zap.Bool("warmup", d.st.Warm))
@@ -241,6 +260,9 @@ func (d *Detector) incidents() []Incident {
 		if in := d.open[k]; in != nil {
 			out = append(out, in.snapshot("", in.UpdatedAt).Incident)
 		}
+	}
+	for _, in := range d.strat.scoped {
+		out = append(out, in.snapshot("", in.UpdatedAt).Incident)
 	}
 	out = append(out, d.attrSnapshots()...)
 	return out
@@ -321,6 +343,15 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 	}
 	d.syncLists()
 	d.outs = d.pop.Apply(t, rc, o.Spam, d.outs[:0])
+	if o.Spam {
+		known := 0
+		for i := range d.outs {
+			if k := d.outs[i].Kind; k == recipients.Spam || k == recipients.EarlySpam || k == recipients.FirstSpam {
+				known++
+			}
+		}
+		d.shareExpect(known)
+	}
 	for i := range d.outs {
 		oc := &d.outs[i]
 		switch oc.Kind {
@@ -350,7 +381,7 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 			}
 			d.pop.Spent(oc)
 			d.rememberDetail(oc.ID, oc.Detail)
-			d.firstSpam(t, oc.ID, info(), g, gs, oc.Dormant)
+			d.firstSpam(t, oc, info(), g, gs)
 		}
 	}
 	d.attrRejected(t, &o)
@@ -469,8 +500,15 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 				all = append(all, in)
 			}
 		}
+		for _, in := range d.strat.scoped {
+			in.summarise()
+			all = append(all, in)
+		}
 		b, _ = json.Marshal(all)
 		batch.PutMeta(metaIncidents, b)
+		if d.strat.on {
+			batch.PutMeta(metaStrata, d.strataPersist())
+		}
 	}
 	if err := d.o.Store.Commit(batch, force || !d.o.NoSync); err != nil {
 		// Keep the batch: the next flush retries it.

@@ -22,8 +22,11 @@
 //   - clock.go: the only place that steps time (advance, onMinute, onHour);
 //   - model.go: the learned rates; rhythm.go, dispersion.go: the daily and
 //     weekly rhythm and the overdispersion, as small types;
-//   - cusum.go, window.go: the CUSUM type (two of them run) and the minute
-//     ring of the window tests;
+//   - cusum.go, window.go: the CUSUM type (one per test and stratum) and the
+//     minute ring of the window tests;
+//   - share.go: the share test (first spams per spam to known addresses);
+//   - strata.go: the same first-spam test per recipient domain and source
+//     tag, and the incidents scoped to one of them;
 //   - campaign.go: campaign grouping, novelty, dictionary evidence;
 //   - trigger.go: first spams, the tests that open an incident, change-point
 //     dating, resolution; book.go: every incident's life cycle;
@@ -142,6 +145,17 @@
 //     off). The statistic is the Poisson Chernoff bound
 //     (x·ln(x/m) − x + m)/φ ≥ Options.WindowThreshold (14), with φ₄ for
 //     the 24-hour window.
+//
+//   - The share test (share.go): every first spam, counted or beyond its
+//     campaign's quota, against the spam delivered to known at-risk
+//     addresses, a Poisson CUSUM for a doubling. Spam volume swings cancel
+//     out; a drip hidden in the ordinary campaigns, which the quota caps
+//     away from the tests above, doubles the share. Trigger cusum_share.
+//   - Per stratum (strata.go, Options.PerDomain and PerTag): the first
+//     spams of each recipient domain and each source tag against its own
+//     at-risk population and learnt ratio to the global rate, a Poisson
+//     CUSUM for ρ = 10 at Options.Threshold + ln K for K watched strata,
+//     with an excess of at least 6; the incident it opens has a Scope.
 //
 // Every alarm also needs an excess of at least Options.MinExcess (15)
 // events, so a handful of coincident first spams is not a leak.

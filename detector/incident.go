@@ -9,6 +9,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/ingest"
+	"github.com/spamsurge/spamsurge/internal/mimeword"
 )
 
 // Incident is one detected excess of first spams (or of dictionary
@@ -22,9 +23,13 @@ type Incident struct {
 	OpenedAt   time.Time  `json:"opened_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
-	// Trigger is the test that opened it: cusum, cusum_novel, window_10m, window_24h
-	// or dictionary_burst.
+	// Trigger is the test that opened it: cusum, cusum_novel, window_10m, window_24h,
+	// cusum_domain, cusum_tag or dictionary_burst.
 	Trigger string `json:"trigger"`
+	// Scope is the recipient domain or source tag a surge is about, for
+	// one a stratum's test opened (cusum_domain, cusum_tag); absent for
+	// the whole population.
+	Scope *Scope `json:"scope,omitempty"`
 	// Recipients is the number of distinct recipients (RecipientIDs).
 	Recipients int `json:"recipients"`
 	// Observed and Expected count first spams among at-risk addresses
@@ -44,6 +49,7 @@ type Incident struct {
 
 	dormant int
 	groups  [nDims]map[string]int
+	st      *stratum // a scoped incident's stratum (nil until attached)
 }
 
 // Campaigns are the first spams of an incident grouped four ways; each list
@@ -99,12 +105,14 @@ func newMsgInfo(o *ingest.Observation) *msgInfo {
 	return mi
 }
 
-// complete fills the keys that cost more (subject normalisation); only
-// messages that carry a first spam need them.
+// complete fills the keys that cost more (subject decoding and
+// normalisation); only messages that carry a first spam need them. The
+// subject comes as the header has it (the mail path does not decode it),
+// or already decoded (JSONL observations may be).
 func (mi *msgInfo) complete() *msgInfo {
 	if !mi.done {
 		mi.done = true
-		mi.keys[dimSubject] = normSubject(mi.subject)
+		mi.keys[dimSubject] = normSubject(mimeword.Subject(mi.subject))
 		mi.keys[dimMsgID] = domainOf(strings.Trim(strings.TrimSpace(mi.msgID), "<>"))
 		mi.subject, mi.msgID = "", ""
 	}

@@ -28,6 +28,9 @@ const (
 const (
 	TriggerCUSUM           = "cusum"            // the CUSUM of all counted first spams
 	TriggerCUSUMNovel      = "cusum_novel"      // the CUSUM of novel campaigns' first spams
+	TriggerCUSUMShare      = "cusum_share"      // the CUSUM of all first spams per spam to known addresses
+	TriggerCUSUMDomain     = "cusum_domain"     // a recipient domain's CUSUM (Incident.Scope)
+	TriggerCUSUMTag        = "cusum_tag"        // a source tag's CUSUM (Incident.Scope)
 	TriggerWindow10m       = "window_10m"       // the 10-minute window's Poisson tail
 	TriggerWindow24h       = "window_24h"       // the 24-hour window against a margin
 	TriggerDictionaryBurst = "dictionary_burst" // dictionary evidence in 10 minutes

@@ -42,9 +42,16 @@ type Options struct {
 	// Options.Domains) that per-domain detection will test; off by
 	// default until that test exists, as it costs the hot path.
 	DomainCounts bool
-	Learn        time.Duration // default 72h of learning after Warmup on a new store
-	FlushEvery   time.Duration // default 1s: the crash loss window
-	FlushMax     int           // default 1000 transitions per batch
+	// PerDomain and PerTag run the first-spam test for every recipient
+	// domain and every source tag on its own, besides the whole
+	// population (strata.go). PerDomain keeps the domain counts.
+	PerDomain, PerTag bool
+	// NoShare turns the share test off (share.go): first spams per spam
+	// delivered to known addresses.
+	NoShare    bool
+	Learn      time.Duration // default 72h of learning after Warmup on a new store
+	FlushEvery time.Duration // default 1s: the crash loss window
+	FlushMax   int           // default 1000 transitions per batch
 	// NoSync commits batches without waiting for the disk, except on
 	// Close: for replay, where a crash means running it again.
 	NoSync bool

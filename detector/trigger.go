@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/recipients"
 )
 
 type fsEvent struct {
@@ -15,22 +16,47 @@ type fsEvent struct {
 	id        addr.ID
 	mi        *msgInfo
 	dormant   bool
+	novel     bool   // of a novel campaign
+	dom       uint16 // the address's domain id (recipients.Outcome.Domain)
+	tags      uint64 // its tag mask
 }
 
 // firstSpam handles the first spam of an at-risk address (it has left the
 // at-risk population: Population.Spent).
-func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group, dormant bool) {
+func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g, gs *group) {
+	id, dormant := oc.ID, oc.Dormant
 	d.m.firstSpam.Inc()
+	d.hrAll++
 	nv := novel(g, d.prevGroups[mi.dictKey]) || gs != nil && !d.o.NoNovel && novel(gs, d.prevSend[mi.keys[dimSender]])
 	counted := g.counted < perCampaign || nv
 	if d.o.Trace != nil {
 		d.o.Trace(t, id, d.pop.AtRisk(), counted, nv)
 	}
 	if !counted {
+		// Beyond its campaign's quota: only the share test counts it.
+		f := fsEvent{t: t, id: id, mi: mi.complete(), dormant: dormant, dom: oc.Domain, tags: oc.TagMask()}
+		if d.scopedFor(&f) != nil {
+			return
+		}
+		if opened := d.shareHit(f, t); !opened {
+			if in := d.open[KindSurge]; in != nil && in.Trigger == TriggerCUSUMShare {
+				d.grow(in, t, id, mi, dormant)
+			}
+		}
 		return
 	}
 	g.counted++
 	mi.complete()
+	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant, novel: nv, dom: oc.Domain, tags: oc.TagMask()}
+	// A first spam in the stratum of an open scoped incident is
+	// explained by it: it feeds no other test.
+	if in := d.scopedFor(&f); in != nil {
+		d.growScoped(in, f, t)
+		return
+	}
+	if d.shareHit(f, t) {
+		return // it opened a share incident, which holds it
+	}
 	d.cusumAll.begin()
 	d.hrCount++
 	d.win.cur().c++
@@ -40,12 +66,14 @@ func (d *Detector) firstSpam(t time.Time, id addr.ID, mi *msgInfo, g, gs *group,
 		d.win.cur().nc++
 		d.cusumNovel.begin()
 	}
+	if d.strataHit(f, t) {
+		return
+	}
 	if d.st.Warm {
 		// Learning only: an excess during warm-up must not carry
 		// into the first minutes after it.
 		return
 	}
-	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant}
 	d.cusumAll.hit(f, d.o.Rho, d.phiSlowC, d.phiC)
 	if nv {
 		d.cusumNovel.hit(f, novelRho, d.phiC, d.phiC)
@@ -73,8 +101,11 @@ func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dorm
 	in.UpdatedAt = t
 	defer d.publish()
 	sc := d.cusumAll.s / d.o.Threshold
-	if in.Trigger == TriggerCUSUMNovel {
+	switch in.Trigger {
+	case TriggerCUSUMNovel:
 		sc = d.cusumNovel.s / d.o.Threshold
+	case TriggerCUSUMShare:
+		sc = d.cusumShare.s / d.o.Threshold
 	}
 	if sc > in.Score {
 		in.Score = sc
@@ -137,35 +168,8 @@ func (d *Detector) checkOpen(t time.Time) {
 	}
 	// Dictionary or leak? Compare the dictionary evidence of the
 	// campaigns behind the excess with its first spams.
-	seen := map[string]bool{}
-	ev := 0.0
-	for _, f := range events {
-		if k := f.mi.dictKey; !seen[k] {
-			seen[k] = true
-			ev += d.dictGroups[k]
-		}
-	}
-	// The excess starts at the change point: the run's event from which
-	// on the generalised likelihood ratio of "a higher rate since then"
-	// is largest (the rate estimated, not fixed at ρ, so a sharp burst
-	// after a mild drift is dated at the burst).
-	// Candidates must explain at least half of the run's largest excess,
-	// or short campaign clusters inside a drip would pull the change point
-	// to the latest cluster.
-	maxExcess := 0.0
-	for _, f := range events {
-		maxExcess = math.Max(maxExcess, float64(len(events))-(runExp-f.expBefore))
-	}
-	first, best := 0, -1.0
-	for i, f := range events {
-		n, m := float64(len(events)-i), runExp-f.expBefore
-		if n-m < maxExcess/2 {
-			continue
-		}
-		if g := chernoff(n, m); g > best {
-			first, best = i, g
-		}
-	}
+	ev := d.dictionaryShare(events)
+	first := changePoint(events, runExp)
 	// A window test dates the excess no earlier than its window.
 	if win := windowOf(trigger); win > 0 {
 		for first < len(events)-1 && events[first].t.Before(t.Add(-win)) {
@@ -205,8 +209,39 @@ func (d *Detector) checkOpen(t time.Time) {
 	d.open[kind] = in
 	d.cusumAll.back, d.cusumNovel.back = 0, 0
 	d.lastUpd[kind] = t
+	if kind == KindSurge {
+		// The strata's runs are in it now.
+		d.strataReset()
+	}
 	d.announce(in, t, zap.String("trigger", trigger), zap.Int("recipients", in.Recipients),
 		zap.Float64("expected", in.Expected), zap.Time("started_at", in.StartedAt))
+}
+
+// changePoint is the index in a CUSUM's run (events, with the run's
+// expectation runExp) where its excess starts.
+func changePoint(events []fsEvent, runExp float64) int {
+	// The excess starts at the change point: the run's event from which
+	// on the generalised likelihood ratio of "a higher rate since then"
+	// is largest (the rate estimated, not fixed at ρ, so a sharp burst
+	// after a mild drift is dated at the burst).
+	// Candidates must explain at least half of the run's largest excess,
+	// or short campaign clusters inside a drip would pull the change point
+	// to the latest cluster.
+	maxExcess := 0.0
+	for _, f := range events {
+		maxExcess = math.Max(maxExcess, float64(len(events))-(runExp-f.expBefore))
+	}
+	first, best := 0, -1.0
+	for i, f := range events {
+		n, m := float64(len(events)-i), runExp-f.expBefore
+		if n-m < maxExcess/2 {
+			continue
+		}
+		if g := chernoff(n, m); g > best {
+			first, best = i, g
+		}
+	}
+	return first
 }
 
 // campaignStart dates a novel-campaign excess from its campaigns' first
@@ -241,6 +276,7 @@ func (d *Detector) campaignStart(run []fsEvent) []fsEvent {
 func (d *Detector) resetRuns() {
 	d.cusumAll.reset()
 	d.cusumNovel.reset()
+	d.cusumShare.reset()
 }
 
 // checkResolve closes incidents after a quiet period (hysteresis: opening
@@ -261,8 +297,11 @@ func (d *Detector) checkResolve(t time.Time) {
 			// day without excess.
 			w := d.win.sum(12 * 60)
 			c, e, ev := w.c, w.e, d.cusumAll.back
-			if in.Trigger == TriggerCUSUMNovel {
+			switch in.Trigger {
+			case TriggerCUSUMNovel:
 				c, e, ev = w.nc, w.ne, d.cusumNovel.back
+			case TriggerCUSUMShare:
+				c, e, ev = w.a, w.ae, d.cusumShare.back
 			}
 			quiet = ev >= resolveThreshold || t.Sub(in.OpenedAt) >= 12*time.Hour && c <= 1.5*e+3
 		}
@@ -270,12 +309,13 @@ func (d *Detector) checkResolve(t time.Time) {
 			continue
 		}
 		delete(d.open, k)
-		d.m.active.WithLabelValues(k).Set(0)
+		d.refreshActive(k)
 		if in.Trigger != TriggerDictionaryBurst {
 			// Start afresh: the excess just explained must not
 			// reopen through the windows that still hold it.
 			d.resetRuns()
 			d.win.clearCounts()
+			d.strataReset()
 		}
 		d.retire(in, t)
 	}

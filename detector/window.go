@@ -1,5 +1,7 @@
 package detector
 
+import "time"
+
 // ringLen is the minutes the ring holds: the long (24-hour) window.
 const ringLen = 1440
 
@@ -7,6 +9,7 @@ const ringLen = 1440
 type bin struct {
 	c, e, d float64 // first spams, expected, dictionary evidence
 	nc, ne  float64 // the same for novel campaigns
+	a, ae   float64 // all first spams, and the share test's expectation
 }
 
 // ring is the last day minute by minute, for the window tests, with the
@@ -48,8 +51,30 @@ func (r *ring) sum(n int) bin {
 		w.d += b.d
 		w.nc += b.nc
 		w.ne += b.ne
+		w.a += b.a
+		w.ae += b.ae
 	}
 	return w
+}
+
+// uncount takes one counted first spam at t out of the ring (it was
+// explained by a scoped incident), if t is still in it.
+func (r *ring) uncount(t time.Time, novel bool) {
+	m := t.Unix() / 60
+	if m > r.minIdx || r.minIdx-m >= ringLen {
+		return
+	}
+	b := &r.bins[m%ringLen]
+	if b.c >= 1 {
+		b.c--
+		r.longC--
+	}
+	if novel && b.nc >= 1 {
+		b.nc--
+	}
+	if b.a >= 1 {
+		b.a--
+	}
 }
 
 // clear empties the ring.
@@ -63,6 +88,7 @@ func (r *ring) clear() {
 func (r *ring) clearCounts() {
 	for i := range r.bins {
 		r.bins[i].c, r.bins[i].e, r.bins[i].nc, r.bins[i].ne = 0, 0, 0, 0
+		r.bins[i].a, r.bins[i].ae = 0, 0
 	}
 	r.longC, r.longE = 0, 0
 }

@@ -11,8 +11,8 @@
 //
 // # The observation stream (JSONL)
 //
-// `replay`, `simulate` and POST /api/v1/observations speak one format (a
-// `convert` command from filter logs is planned, not there yet): one JSON
+// `replay`, `simulate`, `convert` (from filter logs, package ingest/logs)
+// and POST /api/v1/observations speak one format: one JSON
 // object per line, one line per delivered message, in time order (replay
 // puts lines up to 5 minutes out of order back in order):
 //
@@ -35,7 +35,10 @@
 // users; keep the two in step.
 package ingest
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // Observation is one relayed transaction as the mail path saw it, after the
 // next hop's final reply. It is the unit the detector learns from, whether it
@@ -70,3 +73,11 @@ type SinkFunc func(Observation)
 
 // Observe calls f(o).
 func (f SinkFunc) Observe(o Observation) { f(o) }
+
+// ErrIgnored is a line of an input that carries no observation and is no
+// error either: a log line of the filter's other messages (ingest/logs).
+var ErrIgnored = errors.New("not a verdict line")
+
+// ErrNoRecipients is a verdict line that names no recipient: it cannot be
+// an observation (ingest/logs); sources count and skip it.
+var ErrNoRecipients = errors.New("no recipients")

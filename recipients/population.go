@@ -77,6 +77,10 @@ type Outcome struct {
 	mask   uint64 // FirstSpam: the address's tag mask
 }
 
+// TagMask is a FirstSpam's tag mask: bit i for the address being in the
+// list of Lists().Tags()[i].
+func (o *Outcome) TagMask() uint64 { return o.mask }
+
 // Known reports whether the recipient had state before the message.
 func (o *Outcome) Known() bool { return o.Kind >= Mail && o.Kind <= FirstSpam }
 
@@ -412,6 +416,12 @@ func (p *Population) Domains() int { return len(p.doms.names) }
 
 // DomainName is the name of domain id d ("" for 0, unknown).
 func (p *Population) DomainName(d uint16) string { return p.doms.names[d] }
+
+// DomainID is the id of a domain name already known.
+func (p *Population) DomainID(name string) (uint16, bool) {
+	id, ok := p.doms.ids[name]
+	return id, ok
+}
 
 // DomainRisk is the at-risk population of domain id d.
 func (p *Population) DomainRisk(d uint16) int { return p.doms.risk[d] }

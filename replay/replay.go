@@ -40,6 +40,15 @@ type Options struct {
 	OnEvent func(detector.Event) error
 	// OnMalformed sees every malformed line (name, line number, reason).
 	OnMalformed func(name string, line int, err error)
+	// OnLate sees every observation more than Reorder older than the
+	// newest one so far (name, line number, how far behind).
+	OnLate func(name string, line int, behind time.Duration)
+	// SkipReadErrors makes a read error the end of that input only (a
+	// truncated gzip file): reported to OnReadError with the lines read
+	// from it, counted in Stats.ReadErrors, and the next input follows.
+	// Without it a read error ends the replay with that error.
+	SkipReadErrors bool
+	OnReadError    func(name string, lines int, err error)
 	// MaxLine bounds one line (default 1 MiB).
 	MaxLine int
 	// MaxJump is how far an observation may be ahead of the stream
@@ -58,13 +67,27 @@ type Stats struct {
 	Lines, Observations, Malformed, Recipients int
 	Events                                     int
 	Jumps                                      int // observations skipped as bogus time jumps
-	First, Last                                time.Time
+	// Ignored are lines without an observation that are no error (a
+	// filter log's other lines: ingest.ErrIgnored); NoRecipients are
+	// verdict lines without recipients (ingest.ErrNoRecipients), skipped.
+	Ignored, NoRecipients int
+	// Late are observations older than Reorder behind the newest one: fed
+	// to the detector at its current time, and reported (OnLate).
+	Late int
+	// ReadErrors are inputs that ended in a read error (a truncated gzip
+	// file); with Options.SkipReadErrors the replay went on with the next.
+	ReadErrors  int
+	First, Last time.Time
 }
 
 // Input is one named stream.
 type Input struct {
 	Name string
 	R    io.Reader
+	// Decode turns one line (trimmed, not blank) into an observation;
+	// nil is ingest.Parse (the JSONL stream). ingest.ErrIgnored and
+	// ingest.ErrNoRecipients are counted, not malformed.
+	Decode func([]byte) (ingest.Observation, error)
 }
 
 // MalformedError is a line that is not an observation.
@@ -114,7 +137,7 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 	stop := make(chan struct{})
 	defer close(stop)
 	batches := make(chan *batch, 4)
-	go produce(ctx, o.MaxLine, inputs, batches, stop)
+	go produce(ctx, o.MaxLine, o.SkipReadErrors, inputs, batches, stop)
 	// A jump ahead waits for the next observation (suspect) to say whether
 	// the stream really moved there.
 	var suspect *parsed
@@ -126,7 +149,8 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 				it.o.Time.UTC().Format(time.RFC3339), o.MaxJump))
 		}
 	}
-	accept := func(ob *ingest.Observation) error {
+	accept := func(it *parsed) error {
+		ob := &it.o
 		if ob.Time.After(lastT) {
 			lastT = ob.Time
 		}
@@ -135,6 +159,11 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 		}
 		if ob.Time.After(maxSeen) {
 			maxSeen = ob.Time
+		} else if behind := maxSeen.Sub(ob.Time); behind > o.Reorder {
+			st.Late++
+			if o.OnLate != nil {
+				o.OnLate(it.name, it.line, behind)
+			}
 		}
 		seq++
 		heap.Push(h, item{ob, seq})
@@ -162,7 +191,7 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 			if suspect != nil {
 				if it.o.Time.Before(suspect.o.Time.Add(-o.MaxJump)) {
 					jumped(suspect)
-				} else if err := accept(&suspect.o); err != nil {
+				} else if err := accept(suspect); err != nil {
 					return st, err
 				}
 				suspect = nil
@@ -171,10 +200,18 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 				suspect = it
 				continue
 			}
-			if err := accept(&it.o); err != nil {
+			if err := accept(it); err != nil {
 				return st, err
 			}
 		}
+		for _, re := range b.readErrs {
+			st.ReadErrors++
+			if o.OnReadError != nil {
+				o.OnReadError(re.name, re.line, re.err)
+			}
+		}
+		st.Ignored += b.ignored
+		st.NoRecipients += b.noRcpt
 		if b.fatal != nil {
 			return st, b.fatal
 		}
@@ -199,14 +236,16 @@ type parsed struct {
 }
 
 type batch struct {
-	items []parsed
-	lines int
-	fatal error // a read error or cancellation: the end of the stream
+	items           []parsed
+	lines           int
+	ignored, noRcpt int
+	readErrs        []parsed // inputs that ended in a read error (SkipReadErrors)
+	fatal           error    // a read error or cancellation: the end of the stream
 }
 
 const batchLen = 512
 
-func produce(ctx context.Context, maxLine int, inputs []Input, out chan<- *batch, stop <-chan struct{}) {
+func produce(ctx context.Context, maxLine int, skipReadErrors bool, inputs []Input, out chan<- *batch, stop <-chan struct{}) {
 	defer close(out)
 	b := &batch{}
 	send := func() bool {
@@ -220,6 +259,10 @@ func produce(ctx context.Context, maxLine int, inputs []Input, out chan<- *batch
 	}
 	for _, in := range inputs {
 		br := bufio.NewReaderSize(in.R, 1<<16)
+		decode := in.Decode
+		if decode == nil {
+			decode = ingest.Parse
+		}
 		n := 0
 		for {
 			if n%4096 == 0 && ctx.Err() != nil {
@@ -230,6 +273,10 @@ func produce(ctx context.Context, maxLine int, inputs []Input, out chan<- *batch
 			raw, tooLong, err := readLine(br, maxLine)
 			if len(raw) == 0 && err != nil {
 				if errors.Is(err, io.EOF) {
+					break
+				}
+				if skipReadErrors {
+					b.readErrs = append(b.readErrs, parsed{name: in.Name, line: n, err: err})
 					break
 				}
 				b.fatal = fmt.Errorf("%s: %w", in.Name, err)
@@ -246,7 +293,16 @@ func produce(ctx context.Context, maxLine int, inputs []Input, out chan<- *batch
 			if tooLong {
 				p.err = fmt.Errorf("line longer than %d bytes", maxLine)
 			} else {
-				p.o, p.err = ingest.Parse(raw)
+				p.o, p.err = decode(raw)
+				switch {
+				case p.err == nil:
+				case errors.Is(p.err, ingest.ErrIgnored):
+					b.ignored++
+					continue
+				case errors.Is(p.err, ingest.ErrNoRecipients):
+					b.noRcpt++
+					continue
+				}
 			}
 			b.items = append(b.items, p)
 			if len(b.items) == batchLen && !send() {

@@ -12,6 +12,11 @@ command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# The filters whose logs ingest/logs reads (its TestReal* run them).
+command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
+[ -x /usr/sbin/amavisd ] || command -v amavisd-new >/dev/null 2>&1 || need+=(amavisd-new)
+[ -x /usr/sbin/spamd ] || command -v spamd >/dev/null 2>&1 || need+=(spamd)
+command -v spamc >/dev/null 2>&1 || need+=(spamc)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "test.sh: installing ${need[*]}" >&2
@@ -20,6 +25,10 @@ if [ ${#need[@]} -gt 0 ]; then
 		# Postfix must not start its own service: the tests run private
 		# instances on loopback ports.
 		apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+		# Their packages start services; the tests run private instances.
+		for svc in rspamd amavis spamd spamassassin; do
+			service "$svc" stop >/dev/null 2>&1 || true
+		done
 	else
 		echo "test.sh: WARNING: missing ${need[*]}; tests that need them will skip (or fail with CI=true)" >&2
 	fi

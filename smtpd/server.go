@@ -227,6 +227,10 @@ const (
 // Server, so each connection gets its own go-smtp Server built from the
 // caps of the moment: a next hop that was down when we started, or that
 // gained or lost an extension, is followed without a restart.
+//
+// Each outage is logged once when it starts and once when it ends: warned
+// is set by the first failed check and cleared by the next good one (with
+// the same extensions or not), so the next outage is logged again.
 func (s *Server) watchCaps(ctx context.Context, err error) {
 	warned := err != nil // Serve has said so already
 	for {
@@ -251,9 +255,14 @@ func (s *Server) watchCaps(ctx context.Context, err error) {
 			if old := s.caps.Load(); old != nil && old.probed {
 				c = *old // keep what we knew
 			}
-		} else if old := s.caps.Load(); old == nil || *old != c {
-			s.log.Info("next hop extensions", zap.Int64("size", c.size), zap.Bool("smtputf8", c.utf8), zap.Bool("dsn", c.dsn), zap.Bool("requiretls", c.requiretls), zap.Bool("xforward", c.xforward))
-			warned = false
+		} else {
+			if warned {
+				s.log.Info("next hop reachable", zap.String("address", s.opts.Downstream.Address))
+				warned = false
+			}
+			if old := s.caps.Load(); old == nil || *old != c {
+				s.log.Info("next hop extensions", zap.Int64("size", c.size), zap.Bool("smtputf8", c.utf8), zap.Bool("dsn", c.dsn), zap.Bool("requiretls", c.requiretls), zap.Bool("xforward", c.xforward))
+			}
 		}
 		s.caps.Store(&c)
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -557,8 +558,43 @@ func (s *session) clientDataError(err error) *smtp.SMTPError {
 		// (its issue #196); the client is out of sync, close it.
 		defer s.conn.Close()
 	}
-	s.log.Info("client data interrupted", zap.Error(err))
+	kind := clientErrorKind(err)
+	fields := []zap.Field{zap.String("client", s.conn.Conn().RemoteAddr().String()), zap.String("reason", kind)}
+	if kind == "other" {
+		fields = append(fields, zap.Error(withoutAddrs(err)))
+	}
+	s.log.Info("client data interrupted", fields...)
 	return errAborted
+}
+
+// clientErrorKind names why reading the client's body failed, for the log:
+// the error's own text (a *net.OpError's) holds both ends' addresses, and
+// the client has its own field.
+func clientErrorKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	case errors.Is(err, smtp.ErrDataReset):
+		// BDAT: RSET, or the connection closed, between chunks.
+		return "aborted"
+	}
+	return "other"
+}
+
+// withoutAddrs is err, or a *net.OpError's cause without its addresses.
+func withoutAddrs(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
 }
 
 // count records the outcome and hands the detector its observation.
@@ -611,7 +647,7 @@ func (s *session) count(res *relayResult, scan *verdict.Scanner) {
 		From:      s.from,
 		ClientIP:  s.client,
 		Helo:      s.conn.Hostname(),
-		Subject:   v.Subject,
+		Subject:   v.RawSubject, // decoded by the detector, for first spams only
 		MessageID: v.MessageID,
 	})
 }

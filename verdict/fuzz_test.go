@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/internal/mimeword"
 )
 
 // FuzzScanner checks that no input panics the scanner and that the Result
@@ -58,6 +59,9 @@ func checkInvariants(t *testing.T, r Result, rules []string, n, bound int) {
 	}
 	if !utf8.ValidString(r.Subject) || utf8.RuneCountInString(r.Subject) > maxSubjectRunes {
 		t.Errorf("bad Subject %q", r.Subject)
+	}
+	if len(r.RawSubject) > maxSubjectInput || strings.Contains(r.RawSubject, "\n") || r.Subject != mimeword.Subject(r.RawSubject) {
+		t.Errorf("bad RawSubject %q (Subject %q)", r.RawSubject, r.Subject)
 	}
 	if len(r.MessageID) > maxMessageID || strings.ContainsAny(r.MessageID, "\r\n") {
 		t.Errorf("bad MessageID %q", r.MessageID)

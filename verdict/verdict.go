@@ -60,6 +60,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spamsurge/spamsurge/config"
+	"github.com/spamsurge/spamsurge/internal/mimeword"
 )
 
 // DefaultMaxHeaderBytes is the header bound NewScanner uses when given a
@@ -68,11 +69,12 @@ const DefaultMaxHeaderBytes = 256 << 10
 
 // Limits on what Result carries.
 const (
-	maxSubjectRunes = 200
+	maxSubjectRunes = mimeword.MaxSubjectRunes
 	maxMessageID    = 250
-	// Inputs beyond these are not worth decoding: a 200-rune subject
-	// needs far less, and they cap the work an odd header can cause.
-	maxSubjectInput = 8 << 10
+	// Inputs beyond these are not worth keeping or decoding: a 200-rune
+	// subject needs far less, and they cap the work and memory an odd
+	// header can cause.
+	maxSubjectInput = mimeword.MaxSubjectInput
 	maxFromInput    = 8 << 10
 )
 
@@ -81,8 +83,15 @@ type Result struct {
 	Spam bool
 	// Rule is the header that decided (e.g. "X-Spam-Flag"), "" when none.
 	Rule string
-	// Subject is RFC 2047-decoded, trimmed, at most 200 runes.
+	// Subject is RawSubject decoded for display (mimeword.Subject: RFC
+	// 2047 encoded words in any charset golang.org/x/text knows, trimmed,
+	// at most 200 runes). Result fills it; Verdict leaves it "".
 	Subject string
+	// RawSubject is the first Subject field as written: unfolded,
+	// trimmed, at most 4 KiB, not decoded (so possibly not UTF-8). It is
+	// what the mail path passes on; the detector decodes it only for the
+	// messages that carry a first spam.
+	RawSubject string
 	// MessageID is without CR/LF, at most 250 bytes.
 	MessageID string
 	// From is the header From address if parseable, else "" (and always
@@ -470,9 +479,10 @@ func (s *Scanner) Result() Result {
 	return s.result(true)
 }
 
-// Verdict is Result without From: the From address takes a net/mail
-// parse, the dearest part of reading a header, and the mail path does not
-// use it.
+// Verdict is Result without From and Subject: the From address takes a
+// net/mail parse and the Subject an RFC 2047 decode, the dearest parts of
+// reading a header, and the mail path uses neither (it passes RawSubject
+// on).
 func (s *Scanner) Verdict() Result {
 	return s.result(false)
 }
@@ -490,6 +500,7 @@ func (s *Scanner) result(from bool) (r Result) {
 	}
 	if from {
 		acc.res.From = parseFrom(acc.from)
+		acc.res.Subject = mimeword.Subject(acc.res.RawSubject)
 	}
 	return acc.res
 }
@@ -499,17 +510,26 @@ func (a *progress) apply(f *field, raw []byte) {
 	if (len(f.rules) == 0 || a.decided) && f.meta&^a.meta == 0 {
 		return // nothing left to learn from this one
 	}
+	k := f.meta &^ a.meta
+	if k == metaSubject && len(f.rules) == 0 {
+		// Kept as written, a copy of at most maxSubjectInput bytes (a
+		// slice of a longer string would hold all of it).
+		a.meta |= k
+		v := bytes.TrimSpace(raw)
+		a.res.RawSubject = string(bytes.TrimSpace(v[:min(len(v), maxSubjectInput)]))
+		return
+	}
 	v := strings.TrimSpace(string(raw))
 	if len(f.rules) > 0 && !a.decided {
 		a.decided = true
 		a.res.Rule = f.name
 		a.res.Spam = matchAny(f.rules, v)
 	}
-	if k := f.meta &^ a.meta; k != 0 {
+	if k != 0 {
 		a.meta |= k
 		switch k {
 		case metaSubject:
-			a.res.Subject = cleanSubject(v)
+			a.res.RawSubject = strings.Clone(strings.TrimSpace(v[:min(len(v), maxSubjectInput)]))
 		case metaMessageID:
 			a.res.MessageID = cleanMessageID(v)
 		case metaFrom:
@@ -527,46 +547,11 @@ func matchAny(rules []func(string) bool, v string) bool {
 	return false
 }
 
-var (
-	// subjectDecoder knows utf-8, iso-8859-1, us-ascii and windows-1252;
-	// with any other charset the subject stays encoded, which still tells
-	// one campaign from another.
-	subjectDecoder = &mime.WordDecoder{CharsetReader: charsetReader}
-	// fromParser only wants the address, so it lets any charset in a
-	// display name through undecoded rather than fail on it.
-	fromParser = &mail.AddressParser{WordDecoder: &mime.WordDecoder{
-		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
-	}}
-)
-
-func cleanSubject(v string) string {
-	if len(v) > maxSubjectInput {
-		v = v[:maxSubjectInput]
-	}
-	if d, err := subjectDecoder.DecodeHeader(v); err == nil {
-		v = d
-	}
-	v = strings.ToValidUTF8(v, "\uFFFD")
-	// Folding tabs, stray CRs and other controls would only garble
-	// displays and logs.
-	v = strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, v)
-	return strings.TrimSpace(truncateRunes(strings.TrimSpace(v), maxSubjectRunes))
-}
-
-func truncateRunes(s string, n int) string {
-	for i := range s {
-		if n == 0 {
-			return s[:i]
-		}
-		n--
-	}
-	return s
-}
+// fromParser only wants the address, so it lets any charset in a display
+// name through undecoded rather than fail on it.
+var fromParser = &mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
 
 func cleanMessageID(v string) string {
 	v = strings.ToValidUTF8(v, "\uFFFD")
@@ -595,35 +580,4 @@ func parseFrom(v string) string {
 		return ""
 	}
 	return list[0].Address
-}
-
-// charsetReader adds windows-1252, the most common label beyond what
-// mime.WordDecoder knows, without pulling in golang.org/x/text.
-func charsetReader(charset string, r io.Reader) (io.Reader, error) {
-	switch strings.ToLower(charset) {
-	case "windows-1252", "cp1252", "x-cp1252":
-		b, err := io.ReadAll(r) // one encoded word, already in memory
-		if err != nil {
-			return nil, err
-		}
-		var sb strings.Builder
-		for _, c := range b {
-			sb.WriteRune(decode1252(c))
-		}
-		return strings.NewReader(sb.String()), nil
-	}
-	return nil, fmt.Errorf("charset %q not supported", charset)
-}
-
-// cp1252 maps 0x80-0x9F; the other bytes are ISO-8859-1.
-var cp1252 = [32]rune{
-	'€', '\uFFFD', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\uFFFD', 'Ž', '\uFFFD',
-	'\uFFFD', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\uFFFD', 'ž', 'Ÿ',
-}
-
-func decode1252(c byte) rune {
-	if 0x80 <= c && c < 0xa0 {
-		return cp1252[c-0x80]
-	}
-	return rune(c)
 }

@@ -36,6 +36,7 @@ func main() {
 	novel := flag.Bool("novel", true, "run the novel-campaign CUSUM (false: the aggregate tests alone, for both detector and oracle)")
 	flag.Float64Var(&oracleRho, "oracle-rho", 3, "shopleak: the ρ of the oracle that watches the leaked domain alone")
 	flag.IntVar(&domains, "domains", 0, "spread the population over this many customer domains (sim.Config.Domains; shopleak: 60 when 0)")
+	flag.BoolVar(&strata, "strata", true, "run the per-domain and per-tag tests (detector.per_domain, per_tag) in the detector's run")
 	flag.Parse()
 	noNovel = !*novel
 	fmt.Printf("| scenario | seed | addresses | leak | detected after (test) | started at − leak | leaked recipients found (first incident) | false surge incidents | dictionary incidents | oracle delay | ratio | top tag at open → final (leaked source) | canary → incident |\n")
@@ -55,6 +56,7 @@ var noNovel bool
 var (
 	oracleRho float64
 	domains   int
+	strata    bool
 )
 
 type result struct {
@@ -169,8 +171,12 @@ func run(scenario string, seed uint64, n int, dir string) error {
 			switch {
 			case leak == nil || match*2 < in.Recipients:
 				false_++
-				fmt.Fprintf(os.Stderr, "%s (%s): false incident %s started %s opened %s (%s), %d recipients (%d leaked), observed %.0f expected %.1f, senders %v, networks %v\n",
-					scenario, who, in.ID, in.StartedAt.Format(time.RFC3339), in.OpenedAt.Format(time.RFC3339), in.Trigger, in.Recipients, match, in.Observed, in.Expected,
+				scope := "whole population"
+				if in.Scope != nil {
+					scope = in.Scope.String()
+				}
+				fmt.Fprintf(os.Stderr, "%s (%s): false incident %s [%s] started %s opened %s (%s), %d recipients (%d leaked), observed %.0f expected %.1f, senders %v, networks %v\n",
+					scenario, who, in.ID, scope, in.StartedAt.Format(time.RFC3339), in.OpenedAt.Format(time.RFC3339), in.Trigger, in.Recipients, match, in.Observed, in.Expected,
 					in.Campaigns.SenderDomain, in.Campaigns.ClientNetwork)
 			case hit == nil:
 				hit = in
@@ -200,6 +206,9 @@ func run(scenario string, seed uint64, n int, dir string) error {
 		det = "not detected"
 		if hit != nil {
 			det = fmt.Sprintf("%s (%s)", d1.Round(time.Second), hit.Trigger)
+			if hit.Scope != nil {
+				det = fmt.Sprintf("%s (%s, %s)", d1.Round(time.Second), hit.Trigger, hit.Scope)
+			}
 			start = hit.StartedAt.Sub(ours.firstLeak).Round(time.Second).String()
 			m := 0
 			for _, id := range hit.RecipientIDs {
@@ -249,6 +258,7 @@ func replayOnce(path string, key *addr.Key, norm addr.Normalizer, leaked map[add
 	r := &result{hourly: map[int64]*hour{}, topAtOpen: map[string]string{}}
 	lastH, lastRisk := int64(0), 0
 	o := detector.Options{Key: key, Store: store.NewMemory(), Normalizer: norm, RateOverride: override, NovelRateOverride: novelOverride, NoNovel: noNovel,
+		PerDomain: strata && override == nil, PerTag: strata && override == nil,
 		Trace: func(t time.Time, id addr.ID, atRisk int, counted, novel bool) {
 			if leaked[id] && !t.Before(leakStart) {
 				if r.firstLeak.IsZero() {

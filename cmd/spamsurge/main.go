@@ -60,7 +60,7 @@ func (s exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(s)
 
 func commands() []command {
 	// In the order `spamsurge -h` lists them.
-	return []command{demoCommand(), replayCommand(), resolveCommand(), serveCommand(), simulateCommand(), versionCommand()}
+	return []command{convertCommand(), demoCommand(), replayCommand(), resolveCommand(), serveCommand(), simulateCommand(), versionCommand()}
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

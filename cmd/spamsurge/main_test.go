@@ -33,7 +33,7 @@ func TestRunExitStatusesAndMessages(t *testing.T) {
 		{args: []string{"serve", "-h"}, code: 0, stderr: "usage: spamsurge serve [--config FILE]", stderrAlso: "(default \"info\")"},
 		{args: []string{"replay"}, code: 2, stderr: "usage: spamsurge replay [--config FILE]"},
 		{args: []string{"replay", "-h"}, code: 0, stderr: "usage: spamsurge replay", stderrAlso: "(default \"error\")"},
-		{args: []string{"replay", "--format", "csv", "x"}, code: 2, stderr: "spamsurge replay: --format csv is not supported yet (jsonl only)", stderrLines1: true},
+		{args: []string{"replay", "--format", "csv", "x"}, code: 2, stderr: "spamsurge replay: --format: unknown format \"csv\" (rspamd, amavis, spamd or jsonl)", stderrLines1: true},
 		{args: []string{"replay", "--config", bad, "x"}, code: 2, stderr: "spamsurge replay: config ", stderrLines1: true},
 		{args: []string{"replay", "--log-level", "loud", "x"}, code: 2, stderr: "spamsurge replay: --log-level: ", stderrLines1: true},
 		{args: []string{"resolve", "--incident", "x"}, code: 2, stderr: "usage: spamsurge resolve --config FILE"},

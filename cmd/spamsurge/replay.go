@@ -20,6 +20,7 @@ import (
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/daemon"
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/ingest/logs"
 	"github.com/spamsurge/spamsurge/replay"
 	"github.com/spamsurge/spamsurge/store"
 )
@@ -28,17 +29,19 @@ func replayCommand() command {
 	var (
 		cf                         *configFlag
 		lf                         *logFlags
-		format                     string
+		in                         *logInputFlags
+		tolerance                  time.Duration
 		dry, asJSON, strict, quiet bool
 	)
 	return command{
 		name:    "replay",
 		summary: "feed recorded observations through the detector (bootstraps the store)",
-		args:    "[--config FILE] [--format jsonl] [--dry-run] [--json] [--strict] FILE...",
-		help:    "Feeds recorded observations through the detector on their own clock. Without\n--dry-run the resulting state and baseline are written into the configured store\n(bootstrap). FILE - reads stdin.",
+		args:    "[--config FILE] [--format jsonl|rspamd|amavis|spamd] [--tz ZONE] [--dry-run] [--json] [--strict] FILE...",
+		help:    "Feeds recorded observations, or rspamd, amavisd-new and spamd logs (docs/logs.md;\nplain, gzip or zstd, put in time order), through the detector on their own clock.\nWithout --dry-run the resulting state and baseline are written into the configured\nstore (bootstrap). FILE - reads JSONL from stdin.",
 		flags: func(fs *flag.FlagSet) {
 			cf = addConfigFlag(fs)
-			fs.StringVar(&format, "format", "jsonl", "input format: jsonl")
+			in = addLogInputFlags(fs, "")
+			fs.DurationVar(&tolerance, "tolerance", 5*time.Minute, "observations up to this much out of order are put back in order; older ones are reported")
 			fs.BoolVar(&dry, "dry-run", false, "do not write the store (state is kept in memory)")
 			fs.BoolVar(&asJSON, "json", false, "print each incident event as one JSON line on stdout")
 			fs.BoolVar(&strict, "strict", false, "stop at the first malformed line")
@@ -49,8 +52,15 @@ func replayCommand() command {
 			if len(e.args) == 0 {
 				return errUsage
 			}
-			if format != "jsonl" {
-				return usageError{fmt.Errorf("--format %s is not supported yet (jsonl only)", format)}
+			stdin := false
+			for _, a := range e.args {
+				stdin = stdin || a == "-"
+			}
+			if stdin && in.format != "" && in.format != "jsonl" {
+				return usageError{fmt.Errorf("FILE - (stdin) is JSONL only; give --format %s files by name", in.format)}
+			}
+			if tolerance <= 0 {
+				return usageError{fmt.Errorf("--tolerance must be positive")}
 			}
 			cfg, err := cf.load()
 			if err != nil {
@@ -65,6 +75,13 @@ func replayCommand() command {
 				return err
 			}
 			defer log.Sync()
+			var set *logSet
+			if !stdin {
+				if set, err = in.open(e.args); err != nil {
+					return err
+				}
+				defer set.close()
+			}
 			var d *detector.Detector
 			if dry {
 				d, err = dryDetector(cfg, log)
@@ -81,9 +98,21 @@ func replayCommand() command {
 				return err
 			}
 			var inputs []replay.Input
+			jsonl := map[string]bool{}
+			if set != nil {
+				for i, f := range set.files {
+					inputs = append(inputs, replay.Input{Name: f.Name, R: f.Reader(), Decode: set.decoder(i)})
+					jsonl[f.Name] = f.Format == logs.JSONL
+				}
+			}
 			for _, name := range e.args {
+				if set != nil {
+					break
+				}
+				jsonl[name] = true
 				if name == "-" {
 					inputs = append(inputs, replay.Input{Name: "stdin", R: os.Stdin})
+					jsonl["stdin"] = true
 					continue
 				}
 				f, err := os.Open(name)
@@ -98,9 +127,24 @@ func replayCommand() command {
 			enc := json.NewEncoder(out)
 			opened := map[string]int{}
 			start := time.Now()
+			stopBar := func() {}
+			if set != nil {
+				stopBar = set.progress(ctx, e.stderr, "replay")
+			}
+			var late []string
 			st, err := replay.Run(ctx, replay.Options{
-				Detector: d,
-				Strict:   strict,
+				Detector:       d,
+				Strict:         strict,
+				Reorder:        tolerance,
+				SkipReadErrors: set != nil,
+				OnReadError: func(name string, lines int, err error) {
+					set.readError(e.stderr, name, lines, err)
+				},
+				OnLate: func(name string, line int, behind time.Duration) {
+					if len(late) < maxSamples {
+						late = append(late, fmt.Sprintf("%s:%d: %s behind the newest observation", name, line, behind.Round(time.Second)))
+					}
+				},
 				OnEvent: func(ev detector.Event) error {
 					if ev.Event == detector.EventOpened {
 						opened[ev.Kind]++
@@ -116,11 +160,15 @@ func replayCommand() command {
 					return nil
 				},
 				OnMalformed: func(name string, line int, err error) {
-					if !quiet {
+					if set != nil {
+						set.malformedLine(name, line, err)
+					}
+					if !quiet && jsonl[name] {
 						fmt.Fprintf(e.stderr, "%s:%d: skipped: %v\n", name, line, err)
 					}
 				},
 			}, inputs...)
+			stopBar()
 			elapsed := time.Since(start)
 			ferr := out.Flush()
 			cerr := d.Close()
@@ -138,6 +186,19 @@ func replayCommand() command {
 				fmt.Fprintf(e.stderr, "; %d time jumps skipped", st.Jumps)
 			}
 			fmt.Fprintf(e.stderr, "; %.1fs (%.0f observations/s)\n", elapsed.Seconds(), float64(st.Observations)/elapsed.Seconds())
+			if set != nil {
+				fmt.Fprintf(e.stderr, "  files, oldest first: %s\n", set.describe())
+				set.summary(e.stderr, st.Ignored, st.NoRecipients)
+				if st.ReadErrors > 0 {
+					fmt.Fprintf(e.stderr, "  %d files ended in a read error (above)\n", st.ReadErrors)
+				}
+			}
+			if st.Late > 0 {
+				fmt.Fprintf(e.stderr, "  %d observations more than %s out of order (counted at the detector's current time)\n", st.Late, tolerance)
+				for _, l := range late {
+					fmt.Fprintf(e.stderr, "  late: %s\n", l)
+				}
+			}
 			var me *replay.MalformedError
 			switch {
 			case errors.As(err, &me):

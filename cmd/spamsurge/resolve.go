@@ -30,37 +30,48 @@ import (
 // stderr without addresses.
 func resolveCommand() command {
 	var (
-		cf                       *configFlag
-		incident, addresses, tag string
+		cf                               *configFlag
+		incident, addresses, tag, format string
 	)
 	return command{
 		name:    "resolve",
 		summary: "print the addresses from a file that belong to an incident",
-		args:    "--config FILE --incident ID --addresses FILE [--tag NAME]",
+		args:    "--config FILE --incident ID --addresses FILE [--tag NAME] [--format text|csv|json]",
 		help: "Prints the candidate addresses that belong to the incident, matched by keyed hash.\n" +
 			"The incident's hashes come from the running daemon's API, or from the store when\n" +
-			"the daemon is stopped. A summary (counts only) goes to stderr. --config is the\n" +
+			"the daemon is stopped. A summary line (counts only) goes to stderr. --config is the\n" +
 			"daemon's own file: resolve reads its key, store, http.listen and tags.",
 		flags: func(fs *flag.FlagSet) {
 			cf = addConfigFlag(fs)
 			fs.StringVar(&incident, "incident", "", "incident `id`")
 			fs.StringVar(&addresses, "addresses", "", "`file` of candidate addresses, one per line (# comments, blank lines skipped)")
 			fs.StringVar(&tag, "tag", "", "only addresses in this source tag's list (attribution.tags `name`)")
+			fs.StringVar(&format, "format", "text", "output `format`: text (one address a line), csv or json")
 		},
 		run: func(ctx context.Context, e *env) error {
 			if incident == "" || addresses == "" || len(e.args) > 0 {
 				return errUsage
 			}
+			if !validFormat(format) {
+				return usageError{fmt.Errorf("--format: %q is not text, csv or json", format)}
+			}
 			cfg, err := cf.load()
 			if err != nil {
 				return err
 			}
-			return resolve(ctx, cfg, incident, addresses, tag, e.stdout, e.stderr)
+			return resolve(ctx, cfg, resolveArgs{incident: incident, addresses: addresses, tag: tag, format: format}, e.stdout, e.stderr)
 		},
 	}
 }
 
-func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag string, stdout, stderr io.Writer) error {
+// resolveArgs are resolve's flags.
+type resolveArgs struct {
+	incident, addresses, tag string
+	format                   string // text, csv or json; "" is text
+}
+
+func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stderr io.Writer) error {
+	incident, addresses, tag := a.incident, a.addresses, a.tag
 	// Never create a key here: a new key would match nothing.
 	keyPath := daemon.KeyFile(cfg)
 	if _, err := os.Stat(keyPath); err != nil {
@@ -99,8 +110,9 @@ func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag st
 		want[id] = false // not yet printed
 	}
 
-	out := bufio.NewWriter(stdout)
-	var read, invalid, matched, outsideTag int
+	buf := bufio.NewWriter(stdout)
+	out := newMatchWriter(a.format, buf, incident, tag)
+	var read, invalid, matched, outsideTag, dups int
 	_, err = attribution.ReadList(addresses, func(line int, s string) {
 		read++
 		n, _, err := norm.Normalize(s)
@@ -110,7 +122,11 @@ func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag st
 		}
 		id := key.Hash(n)
 		printed, in := want[id]
-		if !in || printed {
+		if !in {
+			return
+		}
+		if printed {
+			dups++
 			return
 		}
 		want[id] = true
@@ -119,21 +135,29 @@ func resolve(ctx context.Context, cfg config.Config, incident, addresses, tag st
 			return
 		}
 		matched++
-		out.WriteString(s)
-		out.WriteByte('\n')
+		out.add(s)
 	})
 	if err != nil {
 		return fmt.Errorf("--addresses: %w", err)
 	}
-	if err := out.Flush(); err != nil {
+	c := resolveCounts{Recipients: len(ids), Candidates: read, Invalid: invalid, Duplicates: dups,
+		Matched: matched, NotInFile: len(ids) - matched - outsideTag}
+	if lists != nil {
+		c.OutsideTag = &outsideTag
+	}
+	if err := out.close(c); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "incident %s: %d recipients (from %s); %d candidates read, %d invalid skipped, %d matched",
-		incident, len(ids), from, read, invalid, matched)
+	if err := buf.Flush(); err != nil {
+		return err
+	}
+	// One line, counts only.
+	fmt.Fprintf(stderr, "incident %s: %d of %d candidates matched by hash", incident, matched, read)
 	if lists != nil {
 		fmt.Fprintf(stderr, " in tag %s (%d more matched outside it)", tag, outsideTag)
 	}
-	fmt.Fprintf(stderr, "; %d recipients not in the candidate file\n", len(ids)-matched-outsideTag)
+	fmt.Fprintf(stderr, "; invalid lines skipped: %d, duplicates: %d; the incident has %d recipients (from %s), not in the candidate file: %d\n",
+		invalid, dups, len(ids), from, c.NotInFile)
 	return nil
 }
 

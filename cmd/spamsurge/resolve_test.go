@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -107,16 +108,16 @@ func TestResolveThroughTheAPI(t *testing.T) {
 	if out != "Alice@Example.NET\nbob+shop@example.net\ncarol@example.net\n" {
 		t.Fatalf("stdout %q", out)
 	}
-	if strings.Contains(errOut, "@") || !strings.Contains(errOut, "6 candidates read, 1 invalid skipped, 3 matched") ||
-		!strings.Contains(errOut, "1 recipients not in the candidate file") {
-		t.Fatalf("stderr %q", errOut)
+	if want := "incident " + f.incident.ID + ": 3 of 6 candidates matched by hash; invalid lines skipped: 1, duplicates: 1; the incident has 4 recipients (from the daemon at " + srv.URL + "), not in the candidate file: 1\n"; errOut != want {
+		t.Fatalf("stderr %q\nwant   %q", errOut, want)
 	}
 
 	code, out, errOut = runResolveCmd(t, "--config", f.cfg, "--incident", f.incident.ID, "--addresses", f.customers, "--tag", "addressbook")
 	if code != 0 || out != "bob+shop@example.net\ncarol@example.net\n" {
 		t.Fatalf("--tag: exit %d stdout %q stderr %s", code, out, errOut)
 	}
-	if !strings.Contains(errOut, "2 matched in tag addressbook (1 more matched outside it)") {
+	if !strings.Contains(errOut, ": 2 of 6 candidates matched by hash in tag addressbook (1 more matched outside it); invalid lines skipped: 1, duplicates: 1;") ||
+		!strings.HasSuffix(errOut, "not in the candidate file: 1\n") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("--tag stderr %q", errOut)
 	}
 
@@ -198,6 +199,112 @@ func TestDialable(t *testing.T) {
 	} {
 		if got := dialable(in); got != want {
 			t.Errorf("%s: %s", in, got)
+		}
+	}
+}
+
+// TestResolveFormats: --format csv and json carry odd addresses (a comma,
+// quotes, UTF-8) intact; text stays the default; the counts agree.
+func TestResolveFormats(t *testing.T) {
+	var f *resolveFixture
+	srv := httptest.NewServer(api.Handler(api.Options{Logger: zap.NewNop(), Incidents: func() []detector.Incident {
+		return []detector.Incident{f.incident}
+	}}))
+	defer srv.Close()
+	f = newResolveFixture(t, strings.TrimPrefix(srv.URL, "http://"), "")
+	odd := []string{`"smith,john"@example.net`, `"say\"hi\""@example.net`, "jürgen@exämple.net", "用户@例子.中国", "=cmd@example.net"}
+	for _, a := range odd {
+		n, _, err := (addr.Normalizer{FoldLocal: true, Separators: "+"}).Normalize(a)
+		if err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		f.incident.RecipientIDs = append(f.incident.RecipientIDs, f.key.Hash(n))
+	}
+	f.incident.Recipients = len(f.incident.RecipientIDs)
+	lines := append([]string{"Alice@Example.NET", "not an address", "dave@example.net"}, odd...)
+	lines = append(lines, "alice@example.net", odd[0])
+	os.WriteFile(f.customers, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	matched := append([]string{"Alice@Example.NET"}, odd...)
+	args := []string{"--config", f.cfg, "--incident", f.incident.ID, "--addresses", f.customers}
+
+	// text, by default and by name.
+	for _, extra := range [][]string{nil, {"--format", "text"}} {
+		code, out, errOut := runResolveCmd(t, append(args, extra...)...)
+		if code != 0 || out != strings.Join(matched, "\n")+"\n" {
+			t.Fatalf("%v: exit %d stdout %q stderr %q", extra, code, out, errOut)
+		}
+		if !strings.Contains(errOut, ": 6 of 10 candidates matched by hash; invalid lines skipped: 1, duplicates: 2; the incident has 9 recipients") ||
+			!strings.HasSuffix(errOut, "not in the candidate file: 3\n") || strings.Contains(errOut, "@") {
+			t.Fatalf("%v: stderr %q", extra, errOut)
+		}
+	}
+
+	code, out, errOut := runResolveCmd(t, append(args, "--format", "csv")...)
+	if code != 0 {
+		t.Fatalf("csv: exit %d %s", code, errOut)
+	}
+	wantCSV := "address,incident\n" +
+		"Alice@Example.NET," + f.incident.ID + "\n" +
+		`"""smith,john""@example.net",` + f.incident.ID + "\n" +
+		`"""say\""hi\""""@example.net",` + f.incident.ID + "\n" +
+		"jürgen@exämple.net," + f.incident.ID + "\n" +
+		"用户@例子.中国," + f.incident.ID + "\n" +
+		"=cmd@example.net," + f.incident.ID + "\n"
+	if out != wantCSV {
+		t.Fatalf("csv:\n%s\nwant\n%s", out, wantCSV)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || len(recs) != len(matched)+1 {
+		t.Fatalf("csv does not read back: %v %q", err, recs)
+	}
+	for i, a := range matched {
+		if recs[i+1][0] != a || recs[i+1][1] != f.incident.ID {
+			t.Errorf("csv row %d: %q, want %q", i+1, recs[i+1], a)
+		}
+	}
+
+	code, out, errOut = runResolveCmd(t, append(args, "--format=json", "--tag", "addressbook")...)
+	if code != 0 {
+		t.Fatalf("json: exit %d %s", code, errOut)
+	}
+	// --tag: none of the odd ones is in the address book, nor Alice.
+	if want := `{"incident":"` + f.incident.ID + `","tag":"addressbook","addresses":[],"counts":{"recipients":9,"candidates":10,"invalid":1,"duplicates":2,"matched":0,"outside_tag":6,"not_in_file":3}}` + "\n"; out != want {
+		t.Fatalf("json --tag:\n%s\nwant\n%s", out, want)
+	}
+	code, out, errOut = runResolveCmd(t, append(args, "--format", "json")...)
+	if code != 0 {
+		t.Fatalf("json: exit %d %s", code, errOut)
+	}
+	var got struct {
+		Incident  string         `json:"incident"`
+		Tag       *string        `json:"tag"`
+		Addresses []string       `json:"addresses"`
+		Counts    map[string]any `json:"counts"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil || dec.More() {
+		t.Fatalf("json %q: %v", out, err)
+	}
+	if got.Incident != f.incident.ID || got.Tag != nil || strings.Join(got.Addresses, "\n") != strings.Join(matched, "\n") ||
+		fmt.Sprint(got.Counts) != "map[candidates:10 duplicates:2 invalid:1 matched:6 not_in_file:3 outside_tag:<nil> recipients:9]" {
+		t.Fatalf("json: %+v", got)
+	}
+	if !strings.Contains(out, `"用户@例子.中国"`) || !strings.Contains(out, `"\"say\\\"hi\\\"\"@example.net"`) {
+		t.Errorf("json escapes more than it must: %s", out)
+	}
+
+	// A bad --format is a usage error, reported before any work.
+	for _, bad := range []string{"xml", "CSV", ""} {
+		code, out, errOut = runResolveCmd(t, append(args, "--format", bad)...)
+		if bad == "" {
+			if code != 0 {
+				t.Errorf("--format '': exit %d %s", code, errOut)
+			}
+			continue
+		}
+		if want := "spamsurge resolve: --format: \"" + bad + "\" is not text, csv or json\n"; code != 2 || out != "" || errOut != want {
+			t.Errorf("--format %s: exit %d stdout %q stderr %q, want 2 and %q", bad, code, out, errOut, want)
 		}
 	}
 }

@@ -39,7 +39,8 @@ type Conn struct {
 	bdatPipe        *io.PipeWriter
 	bdatStatus      *statusCollector // used for BDAT on LMTP
 	dataResult      chan error
-	bytesReceived   int64 // counts total size of chunks when BDAT is used
+	bdatDone        chan struct{} // closed when the BDAT goroutine returns
+	bytesReceived   int64         // counts total size of chunks when BDAT is used
 
 	fromReceived bool
 	recipients   []string
@@ -167,13 +168,10 @@ func (c *Conn) setSession(session Session) {
 }
 
 func (c *Conn) Close() error {
+	c.abortBdat()
+
 	c.locker.Lock()
 	defer c.locker.Unlock()
-
-	if c.bdatPipe != nil {
-		c.bdatPipe.CloseWithError(ErrDataReset)
-		c.bdatPipe = nil
-	}
 
 	if c.session != nil {
 		c.session.Logout()
@@ -1087,7 +1085,13 @@ func (c *Conn) handleBdat(arg string) {
 
 		c.dataResult = make(chan error, 1)
 
+		done := make(chan struct{})
+		c.locker.Lock()
+		c.bdatDone = done
+		c.locker.Unlock()
+
 		go func() {
+			defer close(done)
 			defer func() {
 				if err := recover(); err != nil {
 					c.handlePanic(err, c.bdatStatus)
@@ -1403,14 +1407,37 @@ func (c *Conn) readLine() (string, error) {
 	return c.text.ReadLine()
 }
 
-func (c *Conn) reset() {
+// abortBdat ends the BDAT transfer in progress, if any, and waits for the
+// goroutine that runs Session.Data for it to return, so that the caller
+// does not call Reset or Logout, or clear the fields the goroutine reads,
+// while Data still runs.
+//
+// The wait is on bdatDone, which the goroutine closes, and not on
+// dataResult: that holds one value for one receiver (the last chunk's
+// handler), while any number of callers may wait here, one after the other
+// (RSET, then Close) or at once (the connection's own Close and
+// Server.Close). It happens without c.locker, which the goroutine takes in
+// Session.
+func (c *Conn) abortBdat() {
 	c.locker.Lock()
-	defer c.locker.Unlock()
-
 	if c.bdatPipe != nil {
 		c.bdatPipe.CloseWithError(ErrDataReset)
 		c.bdatPipe = nil
 	}
+	done := c.bdatDone
+	c.locker.Unlock()
+
+	if done != nil {
+		<-done
+	}
+}
+
+func (c *Conn) reset() {
+	c.abortBdat()
+
+	c.locker.Lock()
+	defer c.locker.Unlock()
+
 	c.bdatStatus = nil
 	c.bytesReceived = 0
 
