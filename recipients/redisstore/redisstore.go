@@ -67,11 +67,11 @@ type Options struct {
 // Key layout (see the package doc): 65 536 buckets in Options.Groups
 // hash-tag groups (at most 256).
 const (
-	maxGroups     = 256
-	buckets       = 1 << 16
-	defaultGroups = 16
-	fieldLen      = 6 // bytes 2-7 of the id; bytes 0-1 pick the bucket
-	defaultTimout = time.Second
+	maxGroups      = 256
+	buckets        = 1 << 16
+	defaultGroups  = 16
+	fieldLen       = 6 // bytes 2-7 of the id; bytes 0-1 pick the bucket
+	defaultTimeout = time.Second
 )
 
 // Store is the recipient state of a fleet in Redis. Safe for concurrent
@@ -104,7 +104,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = defaultTimout
+		o.Timeout = defaultTimeout
 	}
 	d, err := newDriver(o.Client, e)
 	if err != nil {
@@ -401,7 +401,7 @@ var errClosed = errors.New("redisstore: closed")
 func (s *Store) flusher() {
 	defer s.wg.Done()
 	var batch []*request
-	b := &batch_{}
+	b := &flushState{}
 	for {
 		var first *request
 		select {
@@ -429,8 +429,8 @@ func (s *Store) flusher() {
 // while it runs: 512 recipients are about half a millisecond).
 const maxBatch = 512
 
-// batch_ is a flusher's reusable state.
-type batch_ struct {
+// flushState is a flusher's reusable state.
+type flushState struct {
 	calls []call
 	res   [][]int64
 	// per call: which request and which of its recipients each
@@ -446,7 +446,7 @@ type owner struct {
 	j  int
 }
 
-func (b *batch_) callFor(s *Store, g byte, warm string) int {
+func (b *flushState) callFor(s *Store, g byte, warm string) int {
 	if !s.cluster {
 		g = 0
 	}
@@ -475,7 +475,7 @@ func grow[T any](v []T) []T {
 	return append(v, zero)
 }
 
-func (s *Store) flush(b *batch_, batch []*request) {
+func (s *Store) flush(b *flushState, batch []*request) {
 	b.calls, b.owners, b.counts = b.calls[:0], b.owners[:0], b.counts[:0]
 	deadline := batch[0].deadline
 	for _, rq := range batch {
