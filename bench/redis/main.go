@@ -65,7 +65,15 @@ func main() {
 	}
 	dir, err := os.MkdirTemp("", "redisbench")
 	must(err)
-	defer os.RemoveAll(dir)
+	cleanup = append(cleanup, func() { os.RemoveAll(dir) })
+	defer func() {
+		// A panic too stops the servers before it is printed.
+		if r := recover(); r != nil {
+			runCleanup()
+			panic(r)
+		}
+		runCleanup()
+	}()
 	fmt.Printf("GOMAXPROCS %d, %d CPUs; %d addresses; %d workers per instance; %d %% spam, %d %% new recipients; 1-4 recipients a message\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), *n, *workers, *spamPct, *newPct)
 
@@ -78,8 +86,10 @@ func main() {
 	for _, client := range strings.Split(*clientsF, ",") {
 		fmt.Printf("\n== %s ==\n", client)
 		target := startRedis(dir + "/" + client)
+		cleanup = append(cleanup, target.stop)
 		redisRun(client, target, ids, mem)
 		target.stop()
+		cleanup = cleanup[:len(cleanup)-1]
 	}
 }
 
@@ -430,9 +440,21 @@ func fmtRates(r []float64) string {
 	return strings.Join(s, " and ")
 }
 
+// cleanup stops the servers started and removes the work directory: on
+// the way out, and before a failure exits.
+var cleanup []func()
+
+func runCleanup() {
+	for i := len(cleanup) - 1; i >= 0; i-- {
+		cleanup[i]()
+	}
+	cleanup = nil
+}
+
 func must(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "redis bench:", err)
+		runCleanup()
 		os.Exit(1)
 	}
 }
