@@ -321,3 +321,6 @@ func (r *Recorder) spans(rows []row) []span {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Open.Before(out[j].Open) })
 	return out
 }
+
+// Incidents is the number of incidents recorded.
+func (r *Recorder) Incidents() int { return len(r.order) }

@@ -100,7 +100,7 @@ func TestPage(t *testing.T) {
 		"20260322T124500Z-surge-1", "20260312T030000Z-surge-2", "20260331T200000Z-dictionary-3",
 		"cusum_novel", "cusum_domain", "domain=shop17.example", "billing-db", "drip7.example",
 		"2026-03-22 10:00Z", // started
-		"(2h28m later)",     // opened after it
+		"2h28m later",       // opened after it
 		"2026-03-24 02:00Z", // resolved
 		"still open", "330 / 12.5",
 	} {

@@ -25,7 +25,7 @@ svg .axis{stroke:#999;fill:none}
 svg .band{fill:#cfe3f7}
 svg .exp{fill:none;stroke:#2f6fb3;stroke-width:1;stroke-dasharray:3 2}
 svg .cnt{fill:none;stroke:#111;stroke-width:1.1}
-svg .all{fill:none;stroke:#999;stroke-width:.8}
+svg .all{fill:none;stroke:#aaa;stroke-width:.7;stroke-opacity:.7}
 svg .line{fill:none;stroke:#2e7d32;stroke-width:1.4}
 svg .above{fill:#d62728}
 svg .warm{fill:#f1f1f1}
@@ -39,15 +39,18 @@ svg text.lbl{font-weight:bold}
 .legend{font-size:.85em;color:#555;margin:.2em 0 .8em}
 .legend span{display:inline-block;margin-right:1em;white-space:nowrap}
 .sw{display:inline-block;width:1.6em;height:.7em;vertical-align:middle;margin-right:.3em}
-table{border-collapse:collapse;width:100%;font-size:.9em}
+table{border-collapse:collapse;width:100%;font-size:.85em}
 th,td{text-align:left;padding:4px 6px;border-bottom:1px solid #ddd;vertical-align:top}
 th{background:#f5f5f5}
 td.n{text-align:right;white-space:nowrap}
-.camp{white-space:normal;word-break:break-word}
+td.t{min-width:7.5em}
+.camp{min-width:12em}
+td .dim div,td div.dim{font-size:.9em}
+.camp{word-break:break-word}
 .camp div{margin:0}
 .dim{color:#777}
 code{font-size:.95em}
-td code{white-space:nowrap}
+td code{overflow-wrap:anywhere;display:inline-block;min-width:10em}
 .tbl{overflow-x:auto}
 @media (max-width:760px){
  table,thead,tbody,tr,td{display:block}
@@ -56,6 +59,7 @@ td code{white-space:nowrap}
  td{border:none;padding:2px 4px}
  td code{white-space:normal;word-break:break-all}
  td.n{text-align:left}
+ td.t{min-width:0}
  td::before{content:attr(data-label) ": ";color:#777}
 }
 </style>
@@ -72,7 +76,7 @@ td code{white-space:nowrap}
 
 {{with .Overview}}
 <h2>First spams per hour</h2>
-<div class="legend"><span><i class="sw" style="background:#111;height:2px"></i>counted first spams</span>{{if .All}}<span><i class="sw" style="background:#999;height:2px"></i>all first spams (also beyond a campaign's quota)</span>{{end}}<span><i class="sw" style="border-top:2px dashed #2f6fb3;height:0"></i>expected</span><span><i class="sw" style="background:#cfe3f7"></i>99 % band (quasi-Poisson)</span><span><i class="sw" style="background:#d62728;width:.6em;border-radius:50%"></i>hour above the band</span><span><i class="sw" style="background:rgba(214,39,40,.25)"></i>incident open</span><span><i class="sw" style="background:#f1f1f1"></i>warm-up</span></div>
+<div class="legend"><span><i class="sw" style="background:#111;height:2px"></i>counted first spams</span>{{if .All}}<span><i class="sw" style="background:#999;height:2px"></i>all first spams (also beyond a campaign's quota{{if .Clipped}}; cut at the top{{end}})</span>{{end}}<span><i class="sw" style="border-top:2px dashed #2f6fb3;height:0"></i>expected</span><span><i class="sw" style="background:#cfe3f7"></i>99 % band (quasi-Poisson)</span><span><i class="sw" style="background:#d62728;width:.6em;border-radius:50%"></i>hour above the band</span><span><i class="sw" style="background:rgba(214,39,40,.25)"></i>incident open</span><span><i class="sw" style="background:#f1f1f1"></i>warm-up</span></div>
 {{template "chart" .}}
 {{end}}
 {{with .AtRiskChart}}
@@ -83,7 +87,7 @@ td code{white-space:nowrap}
 <h2>Incidents</h2>
 {{if .Incidents}}
 <div class="tbl"><table>
-<thead><tr><th>#</th><th>id</th><th>kind</th><th>trigger</th><th>scope</th><th>started</th><th>opened</th><th>resolved</th><th>recipients</th><th>observed / expected</th><th>top campaigns</th><th>top tag</th></tr></thead>
+<thead><tr><th>#</th><th>id</th><th>kind</th><th>trigger</th><th>scope</th><th>started</th><th>opened</th><th>resolved</th><th>recipients</th><th>observed/<wbr>expected</th><th>top campaigns</th><th>top tag</th></tr></thead>
 <tbody>
 {{range .Incidents}}<tr id="incident-{{.N}}">
 <td data-label="#" class="n">{{.N}}</td>
@@ -91,9 +95,9 @@ td code{white-space:nowrap}
 <td data-label="kind">{{.Kind}}{{if eq .State "open"}} <strong>(open)</strong>{{end}}</td>
 <td data-label="trigger">{{.Trigger}}</td>
 <td data-label="scope">{{if .Scope}}{{.Scope}}{{else}}<span class="dim">all</span>{{end}}</td>
-<td data-label="started" class="n">{{.Started}}</td>
-<td data-label="opened" class="n">{{.Opened}}{{with .Delay}} <span class="dim">({{.}})</span>{{end}}</td>
-<td data-label="resolved" class="n">{{if .Resolved}}{{.Resolved}} <span class="dim">({{.Length}} open)</span>{{else}}still open{{end}}</td>
+<td data-label="started" class="t">{{.Started}}</td>
+<td data-label="opened" class="t">{{.Opened}}{{with .Delay}} <span class="dim">{{.}}</span>{{end}}</td>
+<td data-label="resolved" class="t">{{if .Resolved}}{{.Resolved}} <span class="dim">open {{.Length}}</span>{{else}}still open{{end}}</td>
 <td data-label="recipients" class="n">{{.Recipients}}</td>
 <td data-label="observed / expected" class="n">{{.Observed}} / {{.Expected}}</td>
 <td data-label="top campaigns" class="camp">{{range .Campaigns}}<div><span class="dim">{{.Dim}}</span> {{.Key}} <span class="dim">{{.Share}}</span></div>{{end}}</td>
@@ -101,7 +105,7 @@ td code{white-space:nowrap}
 </tr>
 {{end}}</tbody>
 </table></div>
-<p class="legend">Started: the first event that explains the incident; opened: when the detector opened it (the delay in brackets). Times are UTC. Recipients are counted, never named: the detector keeps keyed hashes only, and addresses in subjects are masked.</p>
+<p class="legend">Started: the first event that explains the incident; opened: when the detector opened it (and how much later). Times are UTC. Recipients are counted, never named: the detector keeps keyed hashes only, and addresses in subjects are masked.</p>
 {{else}}
 <p>No incident opened.</p>
 {{end}}
