@@ -137,7 +137,13 @@ type VerdictRule struct {
 type Store struct {
 	Path     string `yaml:"path"`
 	RedisURL string `yaml:"redis_url"`
-	KeyFile  string `yaml:"key_file"`
+	// RedisCluster is the seed nodes (host:port) of a Redis Cluster,
+	// instead of RedisURL.
+	RedisCluster []string `yaml:"redis_cluster"`
+	// RedisPasswordFile holds the Redis password (its first line), for a
+	// URL without one or for the cluster.
+	RedisPasswordFile string `yaml:"redis_password_file"`
+	KeyFile           string `yaml:"key_file"`
 }
 
 // HTTP is the metrics and API listener.
@@ -531,9 +537,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkHostPort("http.listen", c.HTTP.Listen)
-	if c.Store.Path == "" && c.Store.RedisURL == "" {
-		bad("store.path", "must be set when store.redis_url is empty")
+	if c.Store.Path == "" && c.Store.RedisURL == "" && len(c.Store.RedisCluster) == 0 {
+		bad("store.path", "must be set when store.redis_url and store.redis_cluster are empty")
 	}
+	c.validateRedis(bad)
 	if u := c.Alerting.AlertmanagerURL; u != "" {
 		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			bad("alerting.alertmanager_url", "%q is not an http(s) URL such as http://127.0.0.1:9093", u)
@@ -587,6 +594,51 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateRedis checks the Redis store keys. Errors never show a
+// password: a URL is shown redacted, or not at all when it does not parse.
+func (c *Config) validateRedis(bad func(key, format string, a ...any)) {
+	st := &c.Store
+	urlPassword := false
+	if st.RedisURL != "" {
+		u, err := url.Parse(st.RedisURL)
+		switch {
+		case err != nil:
+			bad("store.redis_url", "is not a URL (redis://[user:password@]host:port/db or rediss://)")
+		case u.Scheme != "redis" && u.Scheme != "rediss":
+			bad("store.redis_url", "%q is not a redis:// or rediss:// URL", u.Redacted())
+		case u.Hostname() == "":
+			bad("store.redis_url", "%q has no host", u.Redacted())
+		case u.RawQuery != "" || u.Fragment != "":
+			bad("store.redis_url", "%q: options in the URL are not supported", u.Redacted())
+		default:
+			if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+				if n, err := strconv.Atoi(db); err != nil || n < 0 {
+					bad("store.redis_url", "%q: the database %q is not a number", u.Redacted(), db)
+				}
+			}
+			if u.User != nil {
+				_, urlPassword = u.User.Password()
+			}
+		}
+	}
+	if len(st.RedisCluster) > 0 && st.RedisURL != "" {
+		bad("store.redis_cluster", "set store.redis_url or store.redis_cluster, not both")
+	}
+	for i, a := range st.RedisCluster {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			bad(fmt.Sprintf("store.redis_cluster[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if st.RedisPasswordFile != "" {
+		switch {
+		case st.RedisURL == "" && len(st.RedisCluster) == 0:
+			bad("store.redis_password_file", "needs store.redis_url or store.redis_cluster")
+		case urlPassword:
+			bad("store.redis_password_file", "store.redis_url has a password already: keep it in one place")
+		}
+	}
 }
 
 // ParsePrefix accepts a CIDR network or a single address.

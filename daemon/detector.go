@@ -54,6 +54,9 @@ func OpenDetector(c config.Config, reg prometheus.Registerer, log *zap.Logger, a
 	if c.Store.RedisURL != "" {
 		return nil, fmt.Errorf("store.redis_url: the Redis store is not available yet; use store.path")
 	}
+	if len(c.Store.RedisCluster) > 0 {
+		return nil, fmt.Errorf("store.redis_cluster: the Redis store is not available yet; use store.path")
+	}
 	key, err := addr.LoadKey(KeyFile(c))
 	if err != nil {
 		return nil, fmt.Errorf("store.key_file: %w", err)

@@ -69,6 +69,11 @@ func TestOpenFromConfig(t *testing.T) {
 		t.Fatalf("redis: %v", err)
 	}
 	cfg.Store.RedisURL = ""
+	cfg.Store.RedisCluster = []string{"127.0.0.1:7000"}
+	if _, err := OpenDetector(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "store.redis_cluster") {
+		t.Fatalf("redis cluster: %v", err)
+	}
+	cfg.Store.RedisCluster = nil
 	cfg.Store.Path = filepath.Join(dir, "not-a-store")
 	os.MkdirAll(cfg.Store.Path, 0o700)
 	os.WriteFile(filepath.Join(cfg.Store.Path, "x"), []byte("x"), 0o600)

@@ -160,6 +160,10 @@ func (d *Detector) onHour(t time.Time, h int64) {
 			zap.Float64("share_expected", d.hrShareE), zap.Float64("share", d.st.shareQ()), zap.Float64("share_phi", d.phiShare), zap.Float64("share_cusum", d.cusumShare.s),
 			zap.Float64("phi", d.st.phi()), zap.Int("at_risk", d.pop.AtRisk()), zap.Float64("cusum", d.cusumAll.s), zap.Float64("dictionary", d.hrDict), zap.Int("open", len(d.open)))
 	}
+	if d.o.OnHour != nil {
+		d.o.OnHour(Hour{Start: time.Unix(d.hrIdx*3600, 0).UTC(), FirstSpams: d.hrAll, Counted: d.hrCount, Expected: d.hrExp,
+			Phi: d.st.phi(), AtRisk: d.pop.AtRisk(), Open: len(d.open), Warm: d.st.Warm})
+	}
 	d.resetHour()
 	d.hrIdx = h
 	for k, v := range d.dictGroups {

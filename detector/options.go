@@ -93,6 +93,26 @@ type Options struct {
 	// whether it fed the statistics (see perCampaign) and whether its
 	// campaign was novel.
 	Trace func(t time.Time, id addr.ID, atRisk int, counted, novel bool)
+	// OnHour, when set, sees every hour of the clock when it ends (what
+	// the debug "hour" log line says): the backtest report's series.
+	OnHour func(Hour)
+}
+
+// Hour is one finished hour of the detector's clock. An hour the clock
+// jumped over (a gap of over a day) has none.
+type Hour struct {
+	Start time.Time // UTC, on the hour
+	// FirstSpams are the first spams of at-risk addresses; Counted those
+	// that fed the whole population's tests (within their campaign's
+	// quota, not explained by an open scoped or share incident): what
+	// Expected is the expectation of.
+	FirstSpams, Counted, Expected float64
+	// Phi is the dispersion learnt so far (variance over mean of the
+	// hourly counts, at least 1).
+	Phi    float64
+	AtRisk int // at the end of the hour
+	Open   int // incidents open at the end of the hour
+	Warm   bool
 }
 
 func (o *Options) fill() error {

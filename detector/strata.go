@@ -185,16 +185,21 @@ func (d *Detector) catchUp(s *stratum) {
 // population's dispersion (phiSlow) is the model's error, a share of the
 // expectation (the volume swings from day to day): Pearson's ratio is then
 // 1 + cv²·e, and a stratum expecting a fraction of the whole has that
-// fraction of the excess dispersion. A small stratum keeps about that (its
-// blocks are few and long); a large one learns what it really has (spam
-// comes in waves of campaigns, which a share does not dilute as much).
+// fraction of the excess dispersion. The learnt value only ever raises it:
+// a small stratum keeps about the prior (its blocks are few and long); a
+// large one may learn that it has more (spam comes in waves of campaigns,
+// which a share does not dilute as much), while its blocks, shorter than
+// the whole population's 4 hours, miss the day-level swings and would
+// learn too little.
 func (d *Detector) stratumPhi(s *stratum) float64 {
 	share := 0.0
 	if total := float64(d.pop.AtRisk()); total > 0 {
 		share = min(1, s.n/total)
 	}
 	prior := 1 + (d.phiSlowC-1)*share
-	return math.Max(1, math.Min((s.PN+stratumPhiPrior*prior)/(s.PD+stratumPhiPrior), 20))
+	// Never below the prior: short blocks miss the day-level swings that
+	// the whole population's 4-hour blocks see.
+	return math.Max(prior, math.Min((s.PN+stratumPhiPrior*prior)/(s.PD+stratumPhiPrior), 20))
 }
 
 func (d *Detector) newStratum(sc Scope, dom uint16, tag int) *stratum {

@@ -17,6 +17,8 @@ command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
 [ -x /usr/sbin/amavisd ] || command -v amavisd-new >/dev/null 2>&1 || need+=(amavisd-new)
 [ -x /usr/sbin/spamd ] || command -v spamd >/dev/null 2>&1 || need+=(spamd)
 command -v spamc >/dev/null 2>&1 || need+=(spamc)
+# replay/report's TestChromium opens the backtest report in headless Chromium.
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "test.sh: installing ${need[*]}" >&2

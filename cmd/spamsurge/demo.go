@@ -312,6 +312,11 @@ func (d *demo) report(in map[string]any, leakAt time.Time, base string) {
 	d.say("\n3. INCIDENT OPENED %s after the leak started (%d leaked messages sent).", time.Since(leakAt).Round(time.Second), d.leaked.Load())
 	d.say("   id           %s", id)
 	d.say("   kind         %v (trigger %v)", in["kind"], in["trigger"])
+	if sc, ok := in["scope"].(map[string]any); ok {
+		for k, v := range sc {
+			d.say("   scope        %s %v (the test that watches that %s alone fired first)", k, v, k)
+		}
+	}
 	d.say("   started at   %v (the first event of the excess)", in["started_at"])
 	d.say("   first spams  %v observed vs %.2f expected, score %.1f", in["observed"], num(in["expected"]), num(in["score"]))
 	d.say("   recipients   %v (dormant share %.0f%%)", in["recipients"], 100*num(in["dormant_share"]))

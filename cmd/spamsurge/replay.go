@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/ingest/logs"
 	"github.com/spamsurge/spamsurge/replay"
+	"github.com/spamsurge/spamsurge/replay/report"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -32,11 +34,12 @@ func replayCommand() command {
 		in                         *logInputFlags
 		tolerance                  time.Duration
 		dry, asJSON, strict, quiet bool
+		reportPath                 string
 	)
 	return command{
 		name:    "replay",
 		summary: "feed recorded observations through the detector (bootstraps the store)",
-		args:    "[--config FILE] [--format jsonl|rspamd|amavis|spamd] [--tz ZONE] [--dry-run] [--json] [--strict] FILE...",
+		args:    "[--config FILE] [--format jsonl|rspamd|amavis|spamd] [--tz ZONE] [--dry-run] [--json] [--strict] [--report FILE.html] FILE...",
 		help:    "Feeds recorded observations, or rspamd, amavisd-new and spamd logs (docs/logs.md;\nplain, gzip or zstd, put in time order), through the detector on their own clock.\nWithout --dry-run the resulting state and baseline are written into the configured\nstore (bootstrap). FILE - reads JSONL from stdin.",
 		flags: func(fs *flag.FlagSet) {
 			cf = addConfigFlag(fs)
@@ -46,6 +49,7 @@ func replayCommand() command {
 			fs.BoolVar(&asJSON, "json", false, "print each incident event as one JSON line on stdout")
 			fs.BoolVar(&strict, "strict", false, "stop at the first malformed line")
 			fs.BoolVar(&quiet, "quiet", false, "do not report each malformed line")
+			fs.StringVar(&reportPath, "report", "", "write the backtest report, one self-contained HTML `file`: first spams per hour against the expected band, incidents, the at-risk population")
 			lf = addLogFlags(fs, "error")
 		},
 		run: func(ctx context.Context, e *env) error {
@@ -75,6 +79,21 @@ func replayCommand() command {
 				return err
 			}
 			defer log.Sync()
+			// The report's file is made before the replay, so that a path
+			// that cannot be written fails now, not after hours of it.
+			var rep *reportFile
+			if reportPath != "" {
+				if rep, err = newReportFile(reportPath); err != nil {
+					return err
+				}
+				defer rep.abort()
+			}
+			adjust := func(o *detector.Options) {
+				o.NoSync = true
+				if rep != nil {
+					o.OnHour = rep.rec.Hour
+				}
+			}
 			var set *logSet
 			if !stdin {
 				if set, err = in.open(e.args); err != nil {
@@ -84,9 +103,9 @@ func replayCommand() command {
 			}
 			var d *detector.Detector
 			if dry {
-				d, err = dryDetector(cfg, log)
+				d, err = dryDetector(cfg, log, adjust)
 			} else {
-				d, err = daemon.OpenDetector(cfg, prometheus.NewRegistry(), log, func(o *detector.Options) { o.NoSync = true })
+				d, err = daemon.OpenDetector(cfg, prometheus.NewRegistry(), log, adjust)
 			}
 			if err == nil {
 				// attribution.tags and .canaries, hashed with the detector's key.
@@ -146,6 +165,9 @@ func replayCommand() command {
 					}
 				},
 				OnEvent: func(ev detector.Event) error {
+					if rep != nil {
+						rep.rec.Event(ev)
+					}
 					if ev.Event == detector.EventOpened {
 						opened[ev.Kind]++
 					}
@@ -171,6 +193,7 @@ func replayCommand() command {
 			stopBar()
 			elapsed := time.Since(start)
 			ferr := out.Flush()
+			tracked, atRisk := d.Tracked(), d.AtRisk()
 			cerr := d.Close()
 			kinds := make([]string, 0, len(opened))
 			for k := range opened {
@@ -178,7 +201,7 @@ func replayCommand() command {
 			}
 			sort.Strings(kinds)
 			fmt.Fprintf(e.stderr, "replay: %d lines, %d observations (%d recipients), %d malformed, %s to %s; %d tracked, %d at risk; %d incident events",
-				st.Lines, st.Observations, st.Recipients, st.Malformed, st.First.Format(time.RFC3339), st.Last.Format(time.RFC3339), d.Tracked(), d.AtRisk(), st.Events)
+				st.Lines, st.Observations, st.Recipients, st.Malformed, st.First.Format(time.RFC3339), st.Last.Format(time.RFC3339), tracked, atRisk, st.Events)
 			for _, k := range kinds {
 				fmt.Fprintf(e.stderr, ", %d %s opened", opened[k], k)
 			}
@@ -199,6 +222,20 @@ func replayCommand() command {
 					fmt.Fprintf(e.stderr, "  late: %s\n", l)
 				}
 			}
+			var rerr error
+			if rep != nil {
+				var names []string
+				for _, in := range inputs {
+					names = append(names, in.Name)
+				}
+				m := report.Meta{Inputs: names, Stats: st, Tracked: tracked, AtRisk: atRisk, Version: versionString()}
+				if err != nil {
+					m.Err = err.Error()
+				}
+				if rerr = rep.commit(m); rerr == nil {
+					fmt.Fprintf(e.stderr, "  report: %s (%d hours, %d incidents)\n", reportPath, rep.rec.Hours(), rep.rec.Incidents())
+				}
+			}
 			var me *replay.MalformedError
 			switch {
 			case errors.As(err, &me):
@@ -209,6 +246,8 @@ func replayCommand() command {
 				return ferr
 			case cerr != nil:
 				return fmt.Errorf("store: %w", cerr)
+			case rerr != nil:
+				return fmt.Errorf("--report: %w", rerr)
 			}
 			return nil
 		},
@@ -217,7 +256,7 @@ func replayCommand() command {
 
 // dryDetector keeps state in memory; it uses the configured key if the key
 // file exists (so ids match the daemon's) and a throwaway key otherwise.
-func dryDetector(cfg config.Config, log *zap.Logger) (*detector.Detector, error) {
+func dryDetector(cfg config.Config, log *zap.Logger, adjust func(*detector.Options)) (*detector.Detector, error) {
 	var key *addr.Key
 	path := daemon.KeyFile(cfg)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
@@ -235,5 +274,60 @@ func dryDetector(cfg config.Config, log *zap.Logger) (*detector.Detector, error)
 	}
 	o := daemon.DetectorOptions(cfg)
 	o.Key, o.Store, o.Registerer, o.Logger = key, store.NewMemory(), prometheus.NewRegistry(), log
+	if adjust != nil {
+		adjust(&o)
+	}
 	return detector.New(o)
+}
+
+// reportFile is --report's file: written to a temporary file beside it and
+// renamed into place when complete.
+type reportFile struct {
+	path string
+	tmp  *os.File
+	rec  *report.Recorder
+}
+
+func newReportFile(path string) (*reportFile, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("--report: %w", err)
+	}
+	return &reportFile{path: path, tmp: tmp, rec: report.NewRecorder()}, nil
+}
+
+func (r *reportFile) commit(m report.Meta) error {
+	m.Title = "spamsurge backtest: " + filepath.Base(r.path)
+	if len(m.Inputs) == 1 {
+		m.Title = "spamsurge backtest of " + filepath.Base(m.Inputs[0])
+	} else if len(m.Inputs) > 1 {
+		m.Title = fmt.Sprintf("spamsurge backtest of %s and %d more", filepath.Base(m.Inputs[len(m.Inputs)-1]), len(m.Inputs)-1)
+	}
+	w := bufio.NewWriter(r.tmp)
+	err := r.rec.Write(w, m)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = r.tmp.Chmod(0o644)
+	}
+	if cerr := r.tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(r.tmp.Name(), r.path)
+	}
+	if err != nil {
+		os.Remove(r.tmp.Name())
+	}
+	r.tmp = nil
+	return err
+}
+
+// abort removes the temporary file of a report never committed.
+func (r *reportFile) abort() {
+	if r.tmp != nil {
+		r.tmp.Close()
+		os.Remove(r.tmp.Name())
+	}
 }
