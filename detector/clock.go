@@ -53,7 +53,6 @@ func (d *Detector) advance(t time.Time) {
 		}
 		n := float64(d.pop.AtRisk())
 		e := r * n * dt
-		d.strat.rInt += r * dt
 		en := d.novelRate(s, r) * n * dt
 		d.hrNovExp += en
 		d.win.cur().ne += en

@@ -13,15 +13,23 @@ import (
 // again for every recipient domain and every source tag, so that the leak
 // of a small domain's list is not averaged into the whole.
 //
-//   - A stratum's expectation is its at-risk population times the global
-//     expected rate (with the rhythm) times its own ratio to it. The ratio
-//     is learnt from the stratum's counted first spams against what the
-//     global rate expected of it, shrunk toward 1 by a prior worth
+//   - A stratum is tested against the whole population's own first spams,
+//     not against the model of their rate: every counted first spam
+//     anywhere expects its share in each stratum, the stratum's at-risk
+//     population over the whole one, times the stratum's ratio (a
+//     conditional test). Spam volume swings by the day and comes in waves
+//     of campaigns; such a wave raises every stratum's count by the same
+//     factor, which a test against the model would take, in a stratum,
+//     for a leak (a tenfold CUSUM does not care that a fourfold hour is
+//     everywhere). A leak in one stratum raises its share; a leak over
+//     everyone raises all of them alike and is the global tests' case.
+//   - The ratio is learnt from the stratum's counted first spams against
+//     what its share expected, shrunk toward 1 by a prior worth
 //     stratumPrior expected first spams (a Gamma-Poisson posterior mean),
 //     so a small stratum does not learn its own noise and a large one its
 //     real character. Counts decay with a 28-day half-life.
-//   - Time is integrated once for all strata: the clock keeps ∫ r dt, the
-//     expected first spams per at-risk address so far, and a stratum is
+//   - The clock is shared by all strata: the sum of 1/N over the counted
+//     first spams (N the at-risk population then), and a stratum is
 //     brought up to date only when it is touched (a first spam in it, the
 //     hourly learning, an open incident's minute check) from the at-risk
 //     count it had since the last time. A one-sided CUSUM only falls
@@ -129,7 +137,7 @@ type strata struct {
 	on     bool
 	doms   []*stratum // by domain id (0, unknown: none)
 	tags   []*stratum // by tag index
-	rInt   float64    // ∫ r dt: expected first spams per at-risk address so far
+	rInt   float64    // Σ 1/N over the counted first spams: each one's share per at-risk address
 	k      int        // watched strata
 	thr    float64    // the threshold for K
 	scoped []*Incident
@@ -158,6 +166,14 @@ func (d *Detector) stratumRisk(s *stratum) float64 {
 		return float64(r[s.tag])
 	}
 	return 0
+}
+
+// strataClock moves the strata's clock by one counted first spam of the
+// whole population: each at-risk address's share of it.
+func (d *Detector) strataClock() {
+	if n := d.pop.AtRisk(); n > 0 {
+		d.strat.rInt += 1 / float64(n+1) // n+1: the address just spent
+	}
 }
 
 // catchUp brings stratum s up to date: the expectation since it was last

@@ -59,6 +59,7 @@ func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g
 	}
 	d.cusumAll.begin()
 	d.hrCount++
+	d.strataClock()
 	d.win.cur().c++
 	d.win.longC++
 	if nv {
