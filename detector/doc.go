@@ -136,7 +136,9 @@
 //     drift negative for baseline errors up to 2/ln 3 ≈ 1.8× and is close
 //     to optimal for the 2–4× rates of a drip; h = 12 is an in-control
 //     run length of the order of e^12 expected events.
+//
 //   - The novel-campaign CUSUM above, alarm at the same Options.Threshold.
+//
 //   - Two window tail tests against the same expectation: the last 10
 //     minutes (bursts: a leak blast crosses it within a minute) and the
 //     last 24 hours against 1.5× the expectation (drips too slow for the
@@ -151,6 +153,7 @@
 //     addresses, a Poisson CUSUM for a doubling. Spam volume swings cancel
 //     out; a drip hidden in the ordinary campaigns, which the quota caps
 //     away from the tests above, doubles the share. Trigger cusum_share.
+//
 //   - Per stratum (strata.go, Options.PerDomain and PerTag): the first
 //     spams of each recipient domain and each source tag against its own
 //     at-risk population and learnt ratio to the global rate, a Poisson

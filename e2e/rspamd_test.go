@@ -6,10 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,34 +15,6 @@ import (
 )
 
 const gtube = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-
-// startGroup runs a program that forks (rspamd) in its own process group
-// and stops the whole group when the test ends.
-func startGroup(t *testing.T, name string, args ...string) *testkit.SyncBuffer {
-	t.Helper()
-	out := &testkit.SyncBuffer{}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(name), out.String())
-		}
-	})
-	return out
-}
 
 // TestRealRspamdPush: Debian's rspamd 3.4 with deploy/rspamd's
 // metadata_exporter rule (its URL pointed at the test's spamsurge, the
@@ -113,7 +83,7 @@ metadata_exporter { .include "%[1]s/metadata_exporter.conf" }
 	if os.Geteuid() == 0 {
 		args = append(args, "-i", "-u", "root", "-g", "root")
 	}
-	startGroup(t, bin, args...)
+	testkit.StartGroup(t, nil, bin, args...)
 	testkit.WaitListening(t, normal)
 
 	scan := func(id string, hdr string, body string, rcpt ...string) string {

@@ -23,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,35 +42,6 @@ func message(id string, spam bool) []byte {
 	return []byte("Date: " + time.Now().UTC().Format(time.RFC1123Z) + "\r\n" +
 		"From: Anna <anna@example.org>\r\nTo: team@example.net\r\nSubject: minutes\r\n" +
 		"Message-ID: <" + id + "@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body)
-}
-
-// start runs a program in its own process group and stops the group when
-// the test ends (SIGTERM, then SIGKILL after 10 s).
-func start(t *testing.T, env []string, name string, args ...string) *testkit.SyncBuffer {
-	t.Helper()
-	out := &testkit.SyncBuffer{}
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out.String())
-		}
-	})
-	return out
 }
 
 // readLog parses a log file until want observations are there (or 60 s).
@@ -163,7 +133,7 @@ actions { reject = 15; add_header = 6; greylist = 4; }
 			if os.Geteuid() == 0 {
 				args = append(args, "-i", "-u", "root", "-g", "root")
 			}
-			start(t, []string{"TZ=" + progZone, "TMPDIR=" + dir}, bin, args...)
+			testkit.StartGroup(t, []string{"TZ=" + progZone, "TMPDIR=" + dir}, bin, args...)
 			testkit.WaitListening(t, normal)
 			scan := func(id string, spam bool, ip string, rcpt ...string) string {
 				req, _ := http.NewRequest("POST", "http://"+normal+"/checkv2", bytes.NewReader(message(id, spam)))
@@ -254,7 +224,7 @@ func TestRealSpamd(t *testing.T) {
 	if os.Geteuid() == 0 {
 		args = append(args, "-u", "nobody")
 	}
-	start(t, []string{"TZ=" + progZone}, bin, args...)
+	testkit.StartGroup(t, []string{"TZ=" + progZone}, bin, args...)
 	testkit.WaitListening(t, addr)
 	scan := func(id string, spam bool, user string) {
 		cmd := exec.Command(spamc, "-d", "127.0.0.1", "-p", port, "-u", user)
@@ -411,7 +381,7 @@ $warnbadhsender = 0;
 1;
 `, home, lport, strings.Split(next, ":")[1], logf, uid, groupName(gid)))
 	os.Chmod(conf, 0o644)
-	start(t, []string{"TZ=" + progZone}, bin, "-c", conf, "foreground")
+	testkit.StartGroup(t, []string{"TZ=" + progZone}, bin, "-c", conf, "foreground")
 	// amavisd loads SpamAssassin's rules before it listens.
 	deadline := time.Now().Add(90 * time.Second)
 	for testkit.WaitAddr(listen) != nil {
