@@ -100,6 +100,9 @@ type Options struct {
 	// read on first spams and writes, and the domains' buckets); records
 	// rewritten then lose their domain and adopt it again once it is on.
 	Domains bool
+	// Tally keeps no addresses: a shared store decides the outcomes and
+	// Tally counts them (tally.go). Apply and Forget are not used then.
+	Tally bool
 }
 
 // Population is the recipient state kept in memory (packed table, 20.5 B
@@ -121,6 +124,11 @@ type Population struct {
 	// oldestDay is at most the last-mail day of every address in the
 	// table: Forget has nothing to do before the cutoff passes it.
 	oldestDay uint16
+
+	// Tally mode: the addresses counted (Tracked) and the tags the
+	// per-tag counts are of.
+	tracked   int
+	tallyTags []string
 }
 
 // New returns an empty Population whose writes go to the store space
@@ -159,6 +167,10 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 	}
 	if err := p.doms.load(raw); err != nil {
 		return err
+	}
+	if p.o.Tally {
+		p.matHr = int64(clockMin) / 60
+		return p.loadTally(st)
 	}
 	err = st.Recipients(p.batch.Space, func(id [16]byte, r store.Record) error {
 		if r.FirstMail == 0 {
@@ -223,7 +235,7 @@ func (p *Population) established(firstMail uint32) bool {
 func (p *Population) AtRisk() int { return p.atRisk }
 
 // Tracked is the number of addresses with state.
-func (p *Population) Tracked() int { return p.tab.n }
+func (p *Population) Tracked() int { return p.tab.n + p.tracked }
 
 // Touch starts loading id's home slot into the cache: the table is far
 // larger than the caches, and misses for a message's recipients then
@@ -493,8 +505,12 @@ func (p *Population) SetLists(l *attribution.Lists) {
 		p.tab.put(sl, st)
 	})
 	n := len(l.Tags())
+	if p.keepTallyTags(l.Tags()) {
+		return
+	}
 	p.tags.risk = make([]int, n+1)
 	p.tags.buckets = map[int64][]int32{}
+	p.tallyTags = l.Tags()
 	if n == 0 {
 		return
 	}
