@@ -48,6 +48,12 @@ type Detector struct {
 	// pop is the per-recipient state: who got mail and spam when, the
 	// at-risk population.
 	pop  *recipients.Population
+	// tallied: outcomes were counted (Shared) since the last flush.
+	tallied bool
+	// dict and mi carry one observation's dictionary evidence and
+	// campaign from consume to rejected.
+	dict int
+	mi   *msgInfo
 	outs []recipients.Outcome // Observe's outcomes (reused)
 
 	started    bool
@@ -141,7 +147,7 @@ func New(o Options) (*Detector, error) {
 		groups:     map[string]*group{}, prevGroups: map[string]*group{},
 		senders: map[string]*group{}, prevSend: map[string]*group{},
 	}
-	d.pop = recipients.New(recipients.Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: max(0, o.ForgetAfter), Domains: o.DomainCounts || o.PerDomain}, d.space)
+	d.pop = recipients.New(recipients.Options{Warmup: o.Warmup, Dormant: o.Dormant, ForgetAfter: max(0, o.ForgetAfter), Domains: o.DomainCounts || o.PerDomain, Tally: o.Shared}, d.space)
 	d.strat.on = o.PerDomain || o.PerTag
 	fp, err := o.Store.Meta(metaKeyFP)
 	if err != nil {
@@ -274,26 +280,13 @@ func (d *Detector) incidents() []Incident {
 // at the detector's current time.
 func (d *Detector) Observe(o ingest.Observation) []Event {
 	d.out = nil
-	if o.Time.IsZero() {
-		d.m.errors.Inc()
+	if d.o.Shared {
+		d.m.errors.Inc() // a shared detector's outcomes come through ObserveApplied
 		return nil
 	}
-	t := o.Time.UTC()
-	if d.o.NotAfter != nil {
-		if limit := d.o.NotAfter(); t.After(limit) {
-			d.m.future.Inc()
-			if ce := d.log.Check(zap.WarnLevel, "observation from the future refused"); ce != nil && d.warnFuture(limit) {
-				ce.Write(zap.Time("time", t), zap.Time("not_after", limit))
-			}
-			return nil
-		}
-	}
-	if !d.started {
-		d.start(t)
-	}
-	if t.Before(d.clock) {
-		d.m.late.Inc()
-		t = d.clock
+	t, ok := d.admit(&o)
+	if !ok {
+		return nil
 	}
 	// Normalise and hash the recipients first, touching their home
 	// slots: the table is far larger than the caches, and its misses then
@@ -313,14 +306,112 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 	}
 	d.rc = rc
 	d.advance(t)
+	d.syncLists()
+	d.outs = d.pop.Apply(t, rc, o.Spam, d.outs[:0])
+	d.consume(t, &o, d.outs)
+	d.attrRejected(t, &o)
+	d.rejected(t, &o, len(o.Rejected))
+	return d.finish(t)
+}
+
+// Applied is one message whose recipients a shared store has already
+// applied (recipients/redisstore): what a fleet's journal carries to
+// every instance's detector.
+type Applied struct {
+	// Obs is the message: its time, verdict and campaign fields (From,
+	// ClientIP, Helo, Subject, MessageID). Rcpt and Rejected are not
+	// read.
+	Obs ingest.Observation
+	// Outs are what the message did to its recipients, in order: Kind,
+	// ID, Detail, Dormant, and Source for a canary.
+	Outs []recipients.Outcome
+	// Domains is each outcome's recipient domain, and Hours, for an
+	// EarlySpam, the hour its address would have matured (nil: none).
+	Domains []string
+	Hours   []int64
+	// Rejected is how many recipients the next hop refused, and
+	// RejectedCanaries the canaries among them (Kind Canary).
+	Rejected         int
+	RejectedCanaries []recipients.Outcome
+}
+
+// ObserveApplied is Observe for a shared detector (Options.Shared): the
+// store has applied the message, and the outcomes are counted (tally) and
+// tested here as Observe would have after its own Apply. Every instance
+// of a fleet feeds the same Applied sequence to its detector, which is
+// deterministic: they all open the same incidents, with the same ids.
+func (d *Detector) ObserveApplied(a *Applied) []Event {
+	d.out = nil
+	if !d.o.Shared {
+		d.m.errors.Inc()
+		return nil
+	}
+	t, ok := d.admit(&a.Obs)
+	if !ok {
+		return nil
+	}
+	d.advance(t)
+	d.syncLists()
+	for i := range a.Outs {
+		var h int64
+		if i < len(a.Hours) {
+			h = a.Hours[i]
+		}
+		dom := ""
+		if i < len(a.Domains) {
+			dom = a.Domains[i]
+		}
+		d.pop.Tally(t, &a.Outs[i], dom, h)
+	}
+	d.tallied = true
+	d.consume(t, &a.Obs, a.Outs)
+	for i := range a.RejectedCanaries {
+		if oc := &a.RejectedCanaries[i]; oc.Kind == recipients.Canary {
+			d.canaryHit(t, oc.ID, oc.Source, &a.Obs)
+		}
+	}
+	d.rejected(t, &a.Obs, a.Rejected)
+	return d.finish(t)
+}
+
+// admit checks an observation's time and starts the clock: ok false
+// means it is refused (no time, or from beyond NotAfter). The time is
+// the detector's clock for one older than it (counted as late).
+func (d *Detector) admit(o *ingest.Observation) (t time.Time, ok bool) {
+	if o.Time.IsZero() {
+		d.m.errors.Inc()
+		return t, false
+	}
+	t = o.Time.UTC()
+	if d.o.NotAfter != nil {
+		if limit := d.o.NotAfter(); t.After(limit) {
+			d.m.future.Inc()
+			if ce := d.log.Check(zap.WarnLevel, "observation from the future refused"); ce != nil && d.warnFuture(limit) {
+				ce.Write(zap.Time("time", t), zap.Time("not_after", limit))
+			}
+			return t, false
+		}
+	}
+	if !d.started {
+		d.start(t)
+	}
+	if t.Before(d.clock) {
+		d.m.late.Inc()
+		t = d.clock
+	}
+	return t, true
+}
+
+// consume tests what a message at t did to its recipients (outs).
+func (d *Detector) consume(t time.Time, o *ingest.Observation, outs []recipients.Outcome) {
 	var mi *msgInfo
 	info := func() *msgInfo {
 		if mi == nil {
-			mi = d.msgInfo(&o)
+			mi = d.msgInfo(o)
 		}
 		return mi
 	}
-	dict := 0
+	d.dict = 0
 	// The campaign (sender domain and client network) and the sender
 	// domain alone, this hour: recipients and first spams.
 	var g, gs *group
@@ -342,25 +433,23 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 			d.senders[sk] = gs
 		}
 	}
-	d.syncLists()
-	d.outs = d.pop.Apply(t, rc, o.Spam, d.outs[:0])
 	if o.Spam {
 		known := 0
-		for i := range d.outs {
-			if k := d.outs[i].Kind; k == recipients.Spam || k == recipients.EarlySpam || k == recipients.FirstSpam {
+		for i := range outs {
+			if k := outs[i].Kind; k == recipients.Spam || k == recipients.EarlySpam || k == recipients.FirstSpam {
 				known++
 			}
 		}
 		d.shareExpect(known)
 	}
-	for i := range d.outs {
-		oc := &d.outs[i]
+	for i := range outs {
+		oc := &outs[i]
 		switch oc.Kind {
 		case recipients.Canary:
-			d.canaryHit(t, oc.ID, oc.Source, &o)
+			d.canaryHit(t, oc.ID, oc.Source, o)
 			continue
 		case recipients.NewSpam:
-			dict++
+			d.dict++
 			d.recentNew = append(d.recentNew, newRcpt{t, oc.ID})
 			if len(d.recentNew) > 20000 {
 				d.recentNew = append(d.recentNew[:0], d.recentNew[10000:]...)
@@ -385,13 +474,29 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 			d.firstSpam(t, oc, info(), g, gs)
 		}
 	}
-	d.attrRejected(t, &o)
-	if o.Spam {
-		dict += len(o.Rejected)
-		if dict > 0 {
-			d.dictEvidence(t, info(), dict)
-		}
+	d.mi = mi
+}
+
+// rejected counts a spam's dictionary evidence: its new addresses
+// (consume) and the n recipients the next hop refused.
+func (d *Detector) rejected(t time.Time, o *ingest.Observation, n int) {
+	if !o.Spam {
+		return
 	}
+	dict := d.dict + n
+	if dict > 0 {
+		mi := d.mi
+		if mi == nil {
+			mi = d.msgInfo(o)
+		}
+		d.dictEvidence(t, mi, dict)
+	}
+}
+
+// finish ends an observation: a flush when one is due, the incidents
+// published when they changed.
+func (d *Detector) finish(t time.Time) []Event {
+	d.mi = nil
 	d.maybeFlush(t, false)
 	if len(d.out) > 0 {
 		d.publish()
@@ -434,6 +539,17 @@ func (d *Detector) Tick(now time.Time) []Event {
 func (d *Detector) StageMeta(name string, v []byte) {
 	d.pop.Batch().PutMeta(name, v)
 	d.staged = true
+}
+
+// Checkpoint commits a shared detector's whole state (Options.Shared),
+// durably, with the blobs staged since the last one (a fleet's journal
+// position): a restart resumes from exactly there, so the instance goes
+// on in step with the rest of its fleet. A shared detector commits
+// nothing by itself (but on Close). Call it from the goroutine that calls
+// ObserveApplied, about once a second.
+func (d *Detector) Checkpoint() error {
+	d.dirtyMeta = d.dirtyMeta || d.started || d.staged || d.tallied
+	return d.maybeFlush(d.clock, true)
 }
 
 // Meta reads a named blob from the store (nil when absent).
@@ -498,8 +614,16 @@ func (d *Detector) maybeFlush(t time.Time, force bool) error {
 		return nil
 	}
 	d.lastFl = t
-	if d.pop.Pending() == 0 && !d.dirtyMeta && !d.staged {
+	if d.o.Shared && !force {
+		return nil // Checkpoint commits, whole
+	}
+	if d.pop.Pending() == 0 && !d.dirtyMeta && !d.staged && !d.tallied {
 		return nil
+	}
+	if d.tallied {
+		// Tally mode: the counts are state like the detector's own.
+		d.pop.StageTally()
+		d.dirtyMeta, d.tallied = true, false
 	}
 	batch := d.pop.Batch()
 	if d.dirtyMeta {

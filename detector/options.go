@@ -93,6 +93,11 @@ type Options struct {
 	// whether it fed the statistics (see perCampaign) and whether its
 	// campaign was novel.
 	Trace func(t time.Time, id addr.ID, atRisk int, counted, novel bool)
+	// Shared: the recipient state is kept by a shared store (a fleet's
+	// Redis, recipients/redisstore), which decides the outcomes; they come
+	// in through ObserveApplied, and the recipients are counted in tally
+	// mode (recipients.Options.Tally). Observe is not to be used.
+	Shared bool
 	// OnHour, when set, sees every hour of the clock when it ends (what
 	// the debug "hour" log line says): the backtest report's series.
 	OnHour func(Hour)
