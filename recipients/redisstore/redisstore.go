@@ -311,6 +311,18 @@ type request struct {
 // yet). A FirstSpam is out of the fleet's at-risk count in Redis at once;
 // this instance's AtRisk keeps it until Spent, as a Population does.
 func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt, spam bool, out []recipients.Outcome) ([]recipients.Outcome, error) {
+	return s.apply(ctx, t, rcpts, spam, out, nil)
+}
+
+// ApplyHours is Apply that also appends to hours, per outcome, the hour
+// an EarlySpam's address would have matured (0 for the other kinds): what
+// a tally (recipients.Population.Tally) needs of it.
+func (s *Store) ApplyHours(ctx context.Context, t time.Time, rcpts []recipients.Rcpt, spam bool, out []recipients.Outcome, hours []int64) ([]recipients.Outcome, []int64, error) {
+	out, err := s.apply(ctx, t, rcpts, spam, out, &hours)
+	return out, hours, err
+}
+
+func (s *Store) apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt, spam bool, out []recipients.Outcome, hours *[]int64) ([]recipients.Outcome, error) {
 	if len(rcpts) == 0 {
 		return out, nil
 	}
@@ -374,23 +386,36 @@ func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 	if rq.err != nil {
 		return out[:base], fmt.Errorf("redisstore: %w", rq.err)
 	}
+	if hours != nil {
+		for range len(out) - base {
+			*hours = append(*hours, 0)
+		}
+	}
 	for j, p := range rq.pos {
 		oc := &out[p]
 		switch code := rq.codes[j]; {
-		case code >= 0 && code <= 4:
+		case code >= 0 && code <= 3:
 			oc.Kind = codeKinds[code]
+		case code&7 == 6:
+			oc.Kind = recipients.EarlySpam
+			if hours != nil {
+				(*hours)[len(*hours)-(len(out)-p)] = code >> 3
+			}
 		case code&7 == 5:
 			oc.Kind = recipients.FirstSpam
 			lastDay := code >> 3
 			oc.Dormant = t.Sub(time.Unix((lastDay+1)*86400, 0)) >= s.o.Dormant
 		default:
+			if hours != nil {
+				*hours = (*hours)[:len(*hours)-(len(out)-base)]
+			}
 			return out[:base], fmt.Errorf("redisstore: outcome code %d", code)
 		}
 	}
 	return out, nil
 }
 
-var codeKinds = [...]recipients.Kind{recipients.NewMail, recipients.NewSpam, recipients.Mail, recipients.Spam, recipients.EarlySpam}
+var codeKinds = [...]recipients.Kind{recipients.NewMail, recipients.NewSpam, recipients.Mail, recipients.Spam}
 
 var errClosed = errors.New("redisstore: closed")
 

@@ -114,6 +114,14 @@ func testDifferential(t *testing.T, tg target, client string, groups int) {
 		hr := int64(-1)
 		day := now.Unix() / 86400
 		var po, ro []recipients.Outcome
+		// A tally fed Redis's outcomes and hours keeps the Population's
+		// counts (until the first forgetting, which the tally learns of
+		// from the fleet's journal instead).
+		to := o
+		to.Tally = true
+		tal := recipients.New(to, s.o.Space)
+		var hours []int64
+		forgot := false
 		var err error
 		for m := range 1200 {
 			switch x := r.IntN(100); {
@@ -124,6 +132,7 @@ func testDifferential(t *testing.T, tg target, client string, groups int) {
 			}
 			if h := hourOf(now); h != hr {
 				pop.Mature(h)
+				tal.Mature(h)
 				if _, err := s.Mature(ctx, h); err != nil {
 					t.Fatal(err)
 				}
@@ -149,6 +158,7 @@ func testDifferential(t *testing.T, tg target, client string, groups int) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				forgot = forgot || pf > 0
 				if pf != rf {
 					t.Fatalf("seed %d: forgot %d in memory, %d in Redis", seed, pf, rf)
 				}
@@ -166,7 +176,10 @@ func testDifferential(t *testing.T, tg target, client string, groups int) {
 			}
 			spam := r.IntN(100) < 35
 			po = pop.Apply(now, rc, spam, po[:0])
-			ro, err = s.Apply(ctx, now, rc, spam, ro[:0])
+			ro, hours, err = s.ApplyHours(ctx, now, rc, spam, ro[:0], hours[:0])
+			if err == nil && len(hours) != len(ro) {
+				t.Fatalf("%d hours for %d outcomes", len(hours), len(ro))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,8 +191,13 @@ func testDifferential(t *testing.T, tg target, client string, groups int) {
 				if a.Kind != b.Kind || a.ID != b.ID || a.Detail != b.Detail || a.Dormant != b.Dormant {
 					t.Fatalf("seed %d msg %d rcpt %d (spam %v, %s): memory %+v, Redis %+v", seed, m, i, spam, now, a, b)
 				}
+				tal.Tally(now, &ro[i], "", hours[i])
 				pop.Spent(&po[i])
 				s.Spent(&ro[i])
+				tal.Spent(&ro[i])
+			}
+			if !forgot && (tal.AtRisk() != pop.AtRisk() || tal.Tracked() != pop.Tracked()) {
+				t.Fatalf("seed %d msg %d: at risk %d tracked %d in memory, %d %d in a tally of Redis's outcomes", seed, m, pop.AtRisk(), pop.Tracked(), tal.AtRisk(), tal.Tracked())
 			}
 			if pop.AtRisk() != s.AtRisk() {
 				t.Fatalf("seed %d msg %d: at risk %d in memory, %d in Redis", seed, m, pop.AtRisk(), s.AtRisk())
