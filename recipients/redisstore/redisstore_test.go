@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -67,6 +68,8 @@ func suite(t *testing.T, tg target) {
 			}
 			t.Run("RaceFirstSpam", func(t *testing.T) { testRace(t, tg, c) })
 			t.Run("Forget", func(t *testing.T) { testForget(t, tg, c) })
+			t.Run("Journal", func(t *testing.T) { testJournal(t, tg, c) })
+			t.Run("Claim", func(t *testing.T) { testClaim(t, tg, c) })
 		})
 	}
 }
@@ -681,4 +684,91 @@ func TestACL(t *testing.T) {
 	if err := u.Do(ctx, u.B().Get().Key("other").Build()).Error(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
 		t.Fatalf("GET other as spamsurge: %v", err)
 	}
+}
+
+// The journal: what one instance appends, another reads, in order and
+// byte for byte (binary data included), from any position; a read with
+// nothing new waits its block and returns empty.
+func testJournal(t *testing.T, tg target, client string) {
+	ctx := context.Background()
+	a := tg.open(t, Options{Client: client})
+	b := tg.open(t, Options{Space: a.o.Space, Client: client})
+	var want [][]byte
+	for i := range 300 {
+		want = append(want, []byte("entry\x00\xff"+strconv.Itoa(i)))
+	}
+	if err := a.Append(ctx, want[:100], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append(ctx, want[100:], 10000); err != nil {
+		t.Fatal(err)
+	}
+	var got []Entry
+	after := "0"
+	for len(got) < len(want) {
+		es, err := b.Read(ctx, after, 128, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) == 0 {
+			t.Fatalf("read %d of %d entries, then nothing", len(got), len(want))
+		}
+		got = append(got, es...)
+		after = es[len(es)-1].ID
+	}
+	for i := range want {
+		if string(got[i].Data) != string(want[i]) {
+			t.Fatalf("entry %d is %q, want %q", i, got[i].Data, want[i])
+		}
+	}
+	start := time.Now()
+	es, err := a.Read(ctx, after, 10, 200*time.Millisecond)
+	if err != nil || len(es) != 0 {
+		t.Fatalf("read past the end: %d entries, %v", len(es), err)
+	}
+	if time.Since(start) < 150*time.Millisecond {
+		t.Fatalf("a blocking read with nothing to read returned after %v", time.Since(start))
+	}
+	// A read waiting when an entry comes returns it.
+	done := make(chan []Entry, 1)
+	go func() {
+		es, _ := a.Read(ctx, after, 10, 3*time.Second)
+		done <- es
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := b.Append(ctx, [][]byte{[]byte("late")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if es := <-done; len(es) != 1 || string(es[0].Data) != "late" {
+		t.Fatalf("the waiting read got %+v", es)
+	}
+}
+
+// The fleet's key: the first instance records its fingerprint, the same
+// key is accepted again, another is refused with an error that says why.
+func testClaim(t *testing.T, tg target, client string) {
+	ctx := context.Background()
+	a := tg.open(t, Options{Client: client})
+	if err := deleteKey(a, FleetKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.open(t, Options{Space: a.o.Space, Client: client}).Claim(ctx); err != nil {
+		t.Fatalf("the same key refused: %v", err)
+	}
+	err := tg.open(t, Options{Client: client}).Claim(ctx)
+	if !errors.Is(err, ErrOtherKey) || !strings.Contains(err.Error(), "store.key_file") {
+		t.Fatalf("another key: %v", err)
+	}
+	if err := deleteKey(a, FleetKey); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var delScript = newScript("redis.call('DEL', KEYS[1]) return {1}")
+
+func deleteKey(s *Store, key string) error {
+	return s.d.run(context.Background(), delScript, []call{{keys: []string{key}}}, make([][]int64, 1))
 }
