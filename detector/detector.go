@@ -552,6 +552,13 @@ func (d *Detector) Checkpoint() error {
 	return d.maybeFlush(d.clock, true)
 }
 
+// CountError and CountInvalid count, as the detector's own, an error of
+// a component that feeds it (spamsurge_detector_errors_total: a shared
+// store's failed call) and an invalid recipient address. Safe from any
+// goroutine.
+func (d *Detector) CountError()   { d.m.errors.Inc() }
+func (d *Detector) CountInvalid() { d.m.invalid.Inc() }
+
 // Meta reads a named blob from the store (nil when absent).
 func (d *Detector) Meta(name string) ([]byte, error) { return d.o.Store.Meta(name) }
 
