@@ -626,6 +626,9 @@ func (c *Config) validateRedis(bad func(key, format string, a ...any)) {
 	if len(st.RedisCluster) > 0 && st.RedisURL != "" {
 		bad("store.redis_cluster", "set store.redis_url or store.redis_cluster, not both")
 	}
+	if (st.RedisURL != "" || len(st.RedisCluster) > 0) && st.Path == "" && st.KeyFile == "" {
+		bad("store.key_file", "must be set with a Redis store when store.path is empty (every instance of a fleet needs the same key)")
+	}
 	for i, a := range st.RedisCluster {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			bad(fmt.Sprintf("store.redis_cluster[%d]", i), "%q is not host:port", a)

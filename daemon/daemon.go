@@ -25,7 +25,9 @@ import (
 	"github.com/spamsurge/spamsurge/api"
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/fleet"
 	"github.com/spamsurge/spamsurge/ingest"
+	"github.com/spamsurge/spamsurge/recipients/redisstore"
 	"github.com/spamsurge/spamsurge/smtpd"
 )
 
@@ -129,12 +131,15 @@ func Run(ctx context.Context, o Options) error {
 	// detector's clock, or everything after it would count as late.
 	skew := cfg.Detector.MaxClockSkew.D()
 	notAfter := func() time.Time { return time.Now().Add(skew) }
-	det, detErr := OpenDetector(cfg, reg, dlog, func(o *detector.Options) { o.NotAfter = notAfter })
+	det, detErr := OpenDetector(cfg, reg, dlog, func(o *detector.Options) {
+		if !o.Shared {
+			// (A fleet's detectors must all see the same input: the
+			// fleet node refuses the future before the journal.)
+			o.NotAfter = notAfter
+		}
+	})
 	if det != nil && lists != nil {
 		det.SetAttribution(lists)
-	}
-	if detErr != nil {
-		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
 	}
 	// The detector is fed from the queue's goroutine only; its Incidents
 	// snapshot is safe to read from the HTTP and alerting side.
@@ -151,17 +156,48 @@ func Run(ctx context.Context, o Options) error {
 		}
 		logEvents(dlog, evs)
 	}
+	// A fleet (store.redis_*): the node applies this instance's mail to
+	// Redis and feeds the whole fleet's journal to the detector.
+	var node *fleet.Node
+	if det != nil && detErr == nil && Fleet(cfg) {
+		var rs *redisstore.Store
+		node, rs, detErr = openFleet(cfg, det, lists, notAfter, publish, reg, log)
+		if errors.Is(detErr, redisstore.ErrOtherKey) {
+			det.Close()
+			return detErr // it would split the fleet's population
+		}
+		if rs != nil {
+			defer rs.Close()
+		}
+	}
+	if detErr != nil {
+		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
+		if det != nil {
+			det.Close()
+			det = nil
+		}
+	}
 	consume := func(ob ingest.Observation) {
 		if ce := dlog.Check(zap.DebugLevel, "observation"); ce != nil {
 			ce.Write(zap.Int("rcpt", len(ob.Rcpt)), zap.Int("rejected", len(ob.Rejected)), zap.Bool("spam", ob.Spam))
 		}
-		if det != nil {
+		switch {
+		case node != nil:
+			node.Observe(ob)
+		case det != nil:
 			publish(det.Observe(ob))
 		}
 	}
 	tick := func(now time.Time) {
-		if det != nil {
+		if det != nil && node == nil { // a fleet's clock is in its journal
 			publish(det.Tick(now.UTC()))
+		}
+	}
+	stage := func(name string, v []byte) {
+		if node != nil {
+			node.Stage(name, v)
+		} else if det != nil {
+			det.StageMeta(name, v)
 		}
 	}
 	if det != nil && pusher != nil {
@@ -195,6 +231,11 @@ func Run(ctx context.Context, o Options) error {
 	apiOpts.Ready = func() error {
 		if detErr != nil {
 			return fmt.Errorf("detector unavailable: %w", detErr)
+		}
+		if node != nil {
+			if err := node.Ready(); err != nil {
+				return err
+			}
 		}
 		if proxy == nil {
 			return nil // nothing else to wait for: the tailers wait for their files
@@ -236,8 +277,20 @@ func Run(ctx context.Context, o Options) error {
 		defer wg.Done()
 		queue.Run(hctx, consume, tick, time.Second)
 	}()
+	// The node stops after the queue has drained into it.
+	nctx, ncancel := context.WithCancel(context.Background())
+	defer ncancel()
+	nodeDone := make(chan struct{})
+	if node != nil {
+		go func() {
+			defer close(nodeDone)
+			node.Run(nctx)
+		}()
+	} else {
+		close(nodeDone)
+	}
 	// The tailers stop with ctx; what they queued is drained below.
-	tails := startTails(ctx, cfg, queue, det, reg, log)
+	tails := startTails(ctx, cfg, queue, det, stage, reg, log)
 	if proxy != nil {
 		err = proxy.Serve(ctx)
 	} else {
@@ -246,6 +299,8 @@ func Run(ctx context.Context, o Options) error {
 	tails()
 	hcancel()
 	wg.Wait()
+	ncancel()
+	<-nodeDone
 	if det != nil {
 		// Flush the state transitions not yet written.
 		if cerr := det.Close(); cerr != nil {

@@ -51,22 +51,23 @@ func DetectorOptions(c config.Config) detector.Options {
 // word on the options (replay commits without waiting for the disk, serve
 // sets the wall clock). Close also closes the store.
 func OpenDetector(c config.Config, reg prometheus.Registerer, log *zap.Logger, adjust func(*detector.Options)) (*detector.Detector, error) {
-	if c.Store.RedisURL != "" {
-		return nil, fmt.Errorf("store.redis_url: the Redis store is not available yet; use store.path")
-	}
-	if len(c.Store.RedisCluster) > 0 {
-		return nil, fmt.Errorf("store.redis_cluster: the Redis store is not available yet; use store.path")
-	}
 	key, err := addr.LoadKey(KeyFile(c))
 	if err != nil {
 		return nil, fmt.Errorf("store.key_file: %w", err)
 	}
-	st, err := store.OpenPebble(c.Store.Path)
-	if err != nil {
+	// With a Redis store the recipients are the fleet's, in Redis; the
+	// embedded store (when store.path is set) keeps this instance's
+	// detector state and journal position, else it is re-read from the
+	// journal at every start.
+	var st detectorStore
+	if c.Store.Path == "" && Fleet(c) {
+		st = nopCloser{store.NewMemory()}
+	} else if st, err = store.OpenPebble(c.Store.Path); err != nil {
 		return nil, fmt.Errorf("store.path: %w", err)
 	}
 	o := DetectorOptions(c)
 	o.Key, o.Store, o.Registerer, o.Logger = key, st, reg, log
+	o.Shared = Fleet(c)
 	if adjust != nil {
 		adjust(&o)
 	}
@@ -80,6 +81,18 @@ func OpenDetector(c config.Config, reg prometheus.Registerer, log *zap.Logger, a
 }
 
 var _ io.Closer = (*store.Pebble)(nil)
+
+// Fleet reports whether the configuration puts the recipients in Redis.
+func Fleet(c config.Config) bool { return c.Store.RedisURL != "" || len(c.Store.RedisCluster) > 0 }
+
+type detectorStore interface {
+	detector.Store
+	io.Closer
+}
+
+type nopCloser struct{ *store.Memory }
+
+func (nopCloser) Close() error { return nil }
 
 // LoadLists loads the configuration's tag and canary lists hashed with
 // d's key and address policy, and attaches them to d (nil when none are

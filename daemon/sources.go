@@ -28,7 +28,7 @@ const tailMetaPrefix = "tail:"
 // detector has it: the position is durable exactly when the state of the
 // lines before it is, so a restart, or a crash, neither counts a line
 // twice nor skips one. Without a detector nothing is followed.
-func startTails(ctx context.Context, cfg config.Config, q *ingest.Queue, det *detector.Detector, reg prometheus.Registerer, log *zap.Logger) func() {
+func startTails(ctx context.Context, cfg config.Config, q *ingest.Queue, det *detector.Detector, stage func(name string, v []byte), reg prometheus.Registerer, log *zap.Logger) func() {
 	srcs := cfg.Sources.Tail
 	if len(srcs) == 0 {
 		return func() {}
@@ -65,7 +65,7 @@ func startTails(ctx context.Context, cfg config.Config, q *ingest.Queue, det *de
 		}
 		emit := func(ctx context.Context, o *ingest.Observation, p tail.Position) error {
 			b := p.Marshal()
-			then := func() { det.StageMeta(key, b) }
+			then := func() { stage(key, b) }
 			if o == nil {
 				return q.SubmitThen(ctx, nil, then)
 			}

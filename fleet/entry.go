@@ -63,7 +63,10 @@ func newEntry(o *ingest.Observation, rc []recipients.Rcpt, outs []recipients.Out
 	for i := range outs {
 		oc := &outs[i]
 		e.Outs[i] = out{Kind: oc.Kind, ID: append([]byte(nil), oc.ID[:]...), Detail: oc.Detail,
-			Domain: rc[i].Domain, Dormant: oc.Dormant, Hour: hours[i], Source: oc.Source}
+			Domain: rc[i].Domain, Dormant: oc.Dormant, Source: oc.Source}
+		if i < len(hours) {
+			e.Outs[i].Hour = hours[i]
+		}
 	}
 	for _, oc := range rejCanaries {
 		e.RejCanaries = append(e.RejCanaries, out{Kind: recipients.Canary, ID: append([]byte(nil), oc.ID[:]...), Source: oc.Source})

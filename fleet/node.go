@@ -118,7 +118,11 @@ type Node struct {
 	upMu    sync.Mutex
 	downErr error // nil: up
 
-	after string // the reader's position
+	after      string             // the reader's position
+	storeLists *attribution.Lists // the lists the store has (Observe's)
+
+	stMu   sync.Mutex
+	staged map[string][]byte // Stage's blobs, for the reader's next checkpoint
 }
 
 type metrics struct {
@@ -192,7 +196,12 @@ func (n *Node) Observe(ob ingest.Observation) {
 		}
 		m.rc = append(m.rc, recipients.Rcpt{ID: n.key.Hash(norm), Detail: detail, Domain: norm[strings.LastIndexByte(norm, '@')+1:]})
 	}
-	if l := n.lists(); l != nil && l.NumCanaries() > 0 {
+	l := n.lists()
+	if l != n.storeLists {
+		n.o.Store.SetLists(l) // the recipients' canaries are checked there
+		n.storeLists = l
+	}
+	if l != nil && l.NumCanaries() > 0 {
 		for _, raw := range ob.Rejected {
 			if norm, _, err := n.norm.Normalize(raw); err == nil {
 				id := n.key.Hash(norm)
@@ -285,7 +294,7 @@ func (n *Node) Run(ctx context.Context) {
 	time.Sleep(time.Second)
 	rcancel()
 	<-readerDone
-	if err := n.o.Detector.Checkpoint(); err != nil {
+	if err := n.checkpoint(); err != nil {
 		n.log.Error("checkpoint at shutdown", zap.Error(err))
 	}
 }
@@ -475,12 +484,35 @@ func (n *Node) reader(ctx context.Context) {
 			n.feed(je)
 		}
 		if time.Since(last) >= n.o.Checkpoint {
-			if err := n.o.Detector.Checkpoint(); err != nil {
+			if err := n.checkpoint(); err != nil {
 				n.log.Error("checkpoint", zap.Error(err))
 			}
 			last = time.Now()
 		}
 	}
+}
+
+// Stage puts a named blob (a log tailer's position) into the detector's
+// next checkpoint. Safe from any goroutine. The observations before it
+// may still be on their way to the journal: a crash can lose them (at
+// most once), where a single instance's position is exact.
+func (n *Node) Stage(name string, v []byte) {
+	n.stMu.Lock()
+	if n.staged == nil {
+		n.staged = map[string][]byte{}
+	}
+	n.staged[name] = v
+	n.stMu.Unlock()
+}
+
+func (n *Node) checkpoint() error {
+	n.stMu.Lock()
+	for k, v := range n.staged {
+		n.o.Detector.StageMeta(k, v)
+	}
+	n.staged = nil
+	n.stMu.Unlock()
+	return n.o.Detector.Checkpoint()
 }
 
 // feed gives one journal entry to the detector; its position is staged

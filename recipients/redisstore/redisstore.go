@@ -354,6 +354,11 @@ func (s *Store) apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 	}
 	if len(rq.pos) == 0 {
 		s.reqs.Put(rq)
+		if hours != nil {
+			for range len(out) - base {
+				*hours = append(*hours, 0)
+			}
+		}
 		return out, nil // canaries only
 	}
 	if d, ok := ctx.Deadline(); ok {
