@@ -6,14 +6,14 @@ import (
 )
 
 func TestRedisKeys(t *testing.T) {
-	c, err := Parse([]byte("store:\n  path: \"\"\n  redis_cluster: [\"10.0.0.1:7000\", \"10.0.0.2:7000\"]\n  redis_password_file: /etc/spamsurge/redis.pw\n"))
+	c, err := Parse([]byte("store:\n  path: \"\"\n  key_file: /k\n  redis_cluster: [\"10.0.0.1:7000\", \"10.0.0.2:7000\"]\n  redis_password_file: /etc/spamsurge/redis.pw\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.Store.RedisCluster) != 2 || c.Store.RedisPasswordFile != "/etc/spamsurge/redis.pw" {
 		t.Fatalf("decoded %+v", c.Store)
 	}
-	if _, err := Parse([]byte("store:\n  path: \"\"\n  redis_url: rediss://spamsurge@redis.example:6380/3\n  redis_password_file: /pw\n")); err != nil {
+	if _, err := Parse([]byte("store:\n  path: \"\"\n  key_file: /k\n  redis_url: rediss://spamsurge@redis.example:6380/3\n  redis_password_file: /pw\n")); err != nil {
 		t.Fatal(err)
 	}
 	for in, want := range map[string]string{
@@ -25,6 +25,7 @@ func TestRedisKeys(t *testing.T) {
 		"store:\n  redis_password_file: /pw\n":                                       "line 2: store.redis_password_file: needs store.redis_url or store.redis_cluster",
 		"store:\n  redis_url: \"redis://:s3cret@h:1\"\n  redis_password_file: /pw\n": "line 3: store.redis_password_file: store.redis_url has a password already",
 		"store:\n  path: \"\"\n":                                                     "store.path: must be set when store.redis_url and store.redis_cluster are empty",
+		"store:\n  path: \"\"\n  redis_url: \"redis://h:1\"\n":                       "store.key_file: must be set with a Redis store when store.path is empty",
 	} {
 		_, err := Parse([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {
