@@ -554,7 +554,10 @@ type daemon struct {
 // next hop and a closed Alertmanager (enough for the pusher to export its
 // metrics), and waits until /metrics answers. It is stopped when the test
 // ends.
-func startDaemon(t *testing.T) *daemon {
+func startDaemon(t *testing.T) *daemon { return startDaemonWith(t, "") }
+
+// startDaemonWith starts the daemon with store lines added (indented).
+func startDaemonWith(t *testing.T, storeLines string) *daemon {
 	t.Helper()
 	bin := daemonBinary(t)
 	dir := t.TempDir()
@@ -568,14 +571,14 @@ http:
 store:
   path: %s
   key_file: %s
-alerting:
+%salerting:
   alertmanager_url: http://%s
 attribution:
   tags: [{name: book, file: %s}]
   canaries: [{source: book, file: %s}]
 sources:
   tail: [{path: %s, name: rspamd}]
-`, testkit.FreePort(t), testkit.FreePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), testkit.FreePort(t),
+`, testkit.FreePort(t), testkit.FreePort(t), d.http, filepath.Join(dir, "data"), filepath.Join(dir, "key"), storeLines, testkit.FreePort(t),
 		testkit.WriteFile(t, dir, "book.txt", "a@example.net\n"), testkit.WriteFile(t, dir, "canaries.txt", "trap@example.net\n"),
 		filepath.Join(dir, "rspamd.log"))
 	cfgPath := filepath.Join(dir, "spamsurge.yaml")
@@ -639,7 +642,9 @@ func (d *daemon) get(path string) ([]byte, error) {
 // type) and, per family, the label pairs its series carry.
 func scrapeDaemon(t *testing.T) (map[string]string, map[string]map[string]bool) {
 	t.Helper()
-	body, err := startDaemon(t).get("/metrics")
+	// Every feature: a fleet member too (a real Redis), whose node
+	// exports the spamsurge_store_* and spamsurge_fleet_* series.
+	body, err := startDaemonWith(t, "  redis_url: redis://"+testkit.Redis(t)+"\n").get("/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

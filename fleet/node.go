@@ -146,6 +146,8 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		entries: prometheus.NewCounter(prometheus.CounterOpts{Name: "spamsurge_fleet_journal_entries_total",
 			Help: "Journal entries of the whole fleet fed to this instance's detector."}),
 	}
+	m.lost.WithLabelValues("observation")
+	m.lost.WithLabelValues("entry")
 	if reg != nil {
 		reg.MustRegister(m.up, m.buffered, m.lost, m.refused, m.entries)
 	}

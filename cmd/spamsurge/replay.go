@@ -104,6 +104,14 @@ func replayCommand() command {
 			var d *detector.Detector
 			if dry {
 				d, err = dryDetector(cfg, log, adjust)
+			} else if daemon.Fleet(cfg) {
+				// Writing history into a fleet's Redis (a warm start) is
+				// not built yet: say so rather than replay into nothing.
+				key := "store.redis_url"
+				if cfg.Store.RedisURL == "" {
+					key = "store.redis_cluster"
+				}
+				return fmt.Errorf("%s: replay into a Redis store is not available yet; replay into store.path (or use --dry-run)", key)
 			} else {
 				d, err = daemon.OpenDetector(cfg, prometheus.NewRegistry(), log, adjust)
 			}
