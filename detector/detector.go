@@ -47,7 +47,7 @@ type Detector struct {
 
 	// pop is the per-recipient state: who got mail and spam when, the
 	// at-risk population.
-	pop  *recipients.Population
+	pop *recipients.Population
 	// tallied: outcomes were counted (Shared) since the last flush.
 	tallied bool
 	// dict and mi carry one observation's dictionary evidence and
