@@ -79,29 +79,16 @@
 // boundary, one instance may call a first spam early spam that another
 // would have called first spam a second later.
 //
-// # Plugging in (not done yet)
+// # Plugging in
 //
-// The detector calls recipients.Population directly today. The seam is
-// small: Detector.Observe calls Touch, Apply and Spent; the hourly tick
-// calls Mature and, daily, Forget; AtRisk feeds the statistics. With a
-// Store, Observe would call Store.Apply (with a context deadline) and
-// treat an error as a message not observed (counted, logged, mail flows);
-// the tick would call Store.Mature(ctx, hour) and read AtRisk from it;
-// Forget would run daily on any instance (two at once are harmless).
-// Load, Batch and the store commits go away for the recipients (Redis is
-// the state); the detector's own meta blobs stay in the embedded store or
-// move to Redis keys of the same space. What a Population has that this
-// does not yet: per-tag at-risk counts (TagRisk, the FirstSpam tag mask)
-// and per-domain counts (Options.Domains): both need fleet-wide counters
-// beside "m" (per tag index, per domain id from a shared domain list),
-// and Outcome's mask is unexported, so recipients needs an exported way
-// to set it (or TagRisk computed here from attribution.Lists.Mask).
-//
-// Because Apply waits for Redis, it should be called from the SMTP
-// sessions' goroutines (concurrently: that is what the batching is for)
-// or the detector must keep several messages in flight; one goroutine
-// calling Apply one message after another gets one round trip each
-// (bench/README.md: about 5 000 messages a second on loopback).
+// Package fleet plugs a Store into a serving instance: its workers call
+// ApplyHours from several goroutines (so that the flushers batch them),
+// journal the outcomes (Append; every instance Reads the whole journal
+// and feeds it to its own detector, which keeps the at-risk counts from
+// the outcomes: recipients.Population's tally mode). The at-risk hashes
+// above (Mature, AtRisk) are then not what the detector reads; they stay
+// as the fleet's own check of its count. Not yet: Forget's dropped
+// addresses are not journaled (the fleet's tally keeps them at risk).
 //
 // # Clients
 //
