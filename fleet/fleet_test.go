@@ -113,10 +113,18 @@ func incidentsJSON(d *detector.Detector) string {
 // to one of the two, as behind one MX name): one population, one
 // baseline, one incident, the same on both, with the same id.
 func TestTwoInstancesOneIncident(t *testing.T) {
-	url := "redis://" + testkit.Redis(t)
+	twoInstances(t, "redis://"+testkit.Redis(t), nil)
+}
+
+// The same on a real 3-node Redis Cluster.
+func TestTwoInstancesOneIncidentCluster(t *testing.T) {
+	twoInstances(t, "", testkit.RedisCluster(t, 3))
+}
+
+func twoInstances(t *testing.T, url string, cluster []string) {
 	key := newKey(t)
-	a := newInstance(t, url, nil, key, store.NewMemory(), nil)
-	b := newInstance(t, url, nil, key, store.NewMemory(), nil)
+	a := newInstance(t, url, cluster, key, store.NewMemory(), nil)
+	b := newInstance(t, url, cluster, key, store.NewMemory(), nil)
 	obs := simLines(t, "shopleak", 3000)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
