@@ -353,10 +353,9 @@ func (d *Detector) attrRejected(t time.Time, o *ingest.Observation) {
 	}
 	d.syncLists()
 	for _, raw := range o.Rejected {
-		if norm, _, err := d.o.Normalizer.Normalize(raw); err == nil {
-			id := d.o.Key.Hash(norm)
-			if src, ok := d.pop.Canary(id); ok {
-				d.canaryHit(t, id, src, o)
+		if r, ok := d.Recipient(raw); ok {
+			if src, ok := d.pop.Canary(r.ID); ok {
+				d.canaryHit(t, r.ID, src, o)
 			}
 		}
 	}

@@ -295,14 +295,13 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 	// the invalid counter changes.)
 	rc := d.rc[:0]
 	for _, raw := range o.Rcpt {
-		norm, detail, err := d.o.Normalizer.Normalize(raw)
-		if err != nil {
+		r, ok := d.Recipient(raw)
+		if !ok {
 			d.m.invalid.Inc()
 			continue
 		}
-		id := d.o.Key.Hash(norm)
-		d.pop.Touch(&id)
-		rc = append(rc, recipients.Rcpt{ID: id, Detail: detail, Domain: norm[strings.LastIndexByte(norm, '@')+1:]})
+		d.pop.Touch(&r.ID)
+		rc = append(rc, r)
 	}
 	d.rc = rc
 	d.advance(t)
@@ -312,6 +311,17 @@ func (d *Detector) Observe(o ingest.Observation) []Event {
 	d.attrRejected(t, &o)
 	d.rejected(t, &o, len(o.Rejected))
 	return d.finish(t)
+}
+
+// Recipient normalises and hashes one address the way the detector
+// keys it (false: malformed). Pure: a fleet's node calls it from its own
+// goroutine to prepare the store's recipients.
+func (d *Detector) Recipient(raw string) (recipients.Rcpt, bool) {
+	norm, detail, err := d.o.Normalizer.Normalize(raw)
+	if err != nil {
+		return recipients.Rcpt{}, false
+	}
+	return recipients.Rcpt{ID: d.o.Key.Hash(norm), Detail: detail, Domain: norm[strings.LastIndexByte(norm, '@')+1:]}, true
 }
 
 // Applied is one message whose recipients a shared store has already

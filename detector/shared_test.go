@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,11 +27,9 @@ func (s *sharedStore) apply(d *Detector, o ingest.Observation) *Applied {
 	a.Obs.Rcpt, a.Obs.Rejected = nil, nil
 	var rc []recipients.Rcpt
 	for _, raw := range o.Rcpt {
-		norm, detail, err := d.o.Normalizer.Normalize(raw)
-		if err != nil {
-			continue
+		if r, ok := d.Recipient(raw); ok {
+			rc = append(rc, r)
 		}
-		rc = append(rc, recipients.Rcpt{ID: d.o.Key.Hash(norm), Detail: detail, Domain: norm[strings.LastIndexByte(norm, '@')+1:]})
 	}
 	s.pop.Mature(o.Time.Unix() / 3600)
 	outs := s.pop.Apply(o.Time, rc, o.Spam, nil)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/ingest"
@@ -98,11 +96,9 @@ type msg struct {
 // to the shared store and journals the outcomes, and feeds the whole
 // fleet's journal to its detector.
 type Node struct {
-	o    Options
-	log  *zap.Logger
-	key  *addr.Key
-	norm addr.Normalizer
-	m    metrics
+	o   Options
+	log *zap.Logger
+	m   metrics
 
 	work    chan *msg
 	entries chan []byte
@@ -169,7 +165,6 @@ func New(o Options) (*Node, error) {
 	if len(pos) > 0 {
 		n.after = string(pos)
 	}
-	n.key, n.norm = o.Detector.Keying()
 	n.work = make(chan *msg, o.Workers)
 	n.entries = make(chan []byte, 4096)
 	n.m.up.Set(1)
@@ -191,12 +186,12 @@ func (n *Node) Observe(ob ingest.Observation) {
 	m := &msg{obs: ob, rejected: len(ob.Rejected)}
 	m.obs.Rcpt, m.obs.Rejected = nil, nil
 	for _, raw := range ob.Rcpt {
-		norm, detail, err := n.norm.Normalize(raw)
-		if err != nil {
+		r, ok := n.o.Detector.Recipient(raw)
+		if !ok {
 			n.o.Detector.CountInvalid()
 			continue
 		}
-		m.rc = append(m.rc, recipients.Rcpt{ID: n.key.Hash(norm), Detail: detail, Domain: norm[strings.LastIndexByte(norm, '@')+1:]})
+		m.rc = append(m.rc, r)
 	}
 	l := n.lists()
 	if l != n.storeLists {
@@ -205,10 +200,9 @@ func (n *Node) Observe(ob ingest.Observation) {
 	}
 	if l != nil && l.NumCanaries() > 0 {
 		for _, raw := range ob.Rejected {
-			if norm, _, err := n.norm.Normalize(raw); err == nil {
-				id := n.key.Hash(norm)
-				if src, ok := l.Canary(id); ok {
-					m.rejCanaries = append(m.rejCanaries, recipients.Outcome{Kind: recipients.Canary, ID: id, Source: src})
+			if r, ok := n.o.Detector.Recipient(raw); ok {
+				if src, ok := l.Canary(r.ID); ok {
+					m.rejCanaries = append(m.rejCanaries, recipients.Outcome{Kind: recipients.Canary, ID: r.ID, Source: src})
 				}
 			}
 		}
