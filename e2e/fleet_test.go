@@ -17,17 +17,20 @@ import (
 	"github.com/spamsurge/spamsurge/internal/testkit"
 )
 
-// startFleetRedis runs a real redis-server on a free loopback port (its
-// process, for the fault tests' signals).
-func startFleetRedis(t *testing.T) (string, *proc) {
+// startFleetRedis runs a real redis-server on a free loopback port, or
+// on the address at ("" for a free port: a restart on the port of one
+// that was killed), and returns its address and process (for the fault
+// tests' signals).
+func startFleetRedis(t *testing.T, at string) (string, *proc) {
 	t.Helper()
 	bin := testkit.Need(t, "redis-server", "redis-server", "/usr/bin/redis-server")
-	a := testkit.FreePort(t)
-	_, port, _ := net.SplitHostPort(a)
-	dir := t.TempDir()
-	p := start(t, bin, append([]string{"--port", port, "--dir", dir}, testkit.RedisArgs...)...)
-	testkit.WaitListening(t, a)
-	return a, p
+	if at == "" {
+		at = testkit.FreePort(t)
+	}
+	_, port, _ := net.SplitHostPort(at)
+	p := start(t, bin, append([]string{"--port", port, "--dir", t.TempDir()}, testkit.RedisArgs...)...)
+	testkit.WaitListening(t, at)
+	return at, p
 }
 
 // startMember starts one `spamsurge serve` of a fleet: its own SMTP and
@@ -105,7 +108,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 // message is still relayed, the instances say why they are not ready,
 // and what they held is written once Redis is back.
 func TestFleetOfTwoOnOneRedis(t *testing.T) {
-	redis, rp := startFleetRedis(t)
+	redis, rp := startFleetRedis(t, "")
 	am := startAlertmanager(t)
 	sk := startSink(t)
 	dir := t.TempDir()
@@ -199,8 +202,7 @@ func TestFleetOfTwoOnOneRedis(t *testing.T) {
 		}
 		sent++
 	}
-	_, rp2 := startFleetRedisAt(t, redis)
-	_ = rp2
+	startFleetRedis(t, redis)
 	for _, d := range []*daemon{a, b} {
 		waitFor(t, "the store up after the restart", 30*time.Second, func() bool {
 			return d.metric(t, "spamsurge_store_up") == 1 && d.metric(t, "spamsurge_store_buffered") == 0
@@ -216,15 +218,4 @@ func TestFleetOfTwoOnOneRedis(t *testing.T) {
 	if strings.Contains(a.out.String(), "@isp.example") || strings.Contains(b.out.String(), "@isp.example") {
 		t.Error("an address in a daemon's log")
 	}
-}
-
-// startFleetRedisAt restarts a redis-server on the address a (the port
-// of one that was killed).
-func startFleetRedisAt(t *testing.T, a string) (string, *proc) {
-	t.Helper()
-	bin := testkit.Need(t, "redis-server", "redis-server", "/usr/bin/redis-server")
-	_, port, _ := net.SplitHostPort(a)
-	p := start(t, bin, append([]string{"--port", port, "--dir", t.TempDir()}, testkit.RedisArgs...)...)
-	testkit.WaitListening(t, a)
-	return a, p
 }

@@ -32,7 +32,8 @@ type entry struct {
 	RejCanaries []out `json:"rc,omitempty"`
 }
 
-// out is one recipient's outcome.
+// out is one recipient's outcome. Mail and Spam carry only their kind.
+// (ID aliases the outcome's id until the entry is marshalled.)
 type out struct {
 	Kind    recipients.Kind `json:"k"`
 	ID      []byte          `json:"id"`
@@ -62,21 +63,33 @@ func newEntry(o *ingest.Observation, rc []recipients.Rcpt, outs []recipients.Out
 	}
 	for i := range outs {
 		oc := &outs[i]
-		e.Outs[i] = out{Kind: oc.Kind, ID: append([]byte(nil), oc.ID[:]...), Detail: oc.Detail,
+		if oc.Kind == recipients.Mail || oc.Kind == recipients.Spam {
+			// The statistics read only the kind of these (most
+			// recipients): the entry stays small.
+			e.Outs[i] = out{Kind: oc.Kind}
+			continue
+		}
+		e.Outs[i] = out{Kind: oc.Kind, ID: oc.ID[:], Detail: oc.Detail,
 			Domain: rc[i].Domain, Dormant: oc.Dormant, Source: oc.Source}
 		if i < len(hours) {
 			e.Outs[i].Hour = hours[i]
 		}
 	}
 	for _, oc := range rejCanaries {
-		e.RejCanaries = append(e.RejCanaries, out{Kind: recipients.Canary, ID: append([]byte(nil), oc.ID[:]...), Source: oc.Source})
+		e.RejCanaries = append(e.RejCanaries, out{Kind: recipients.Canary, ID: oc.ID[:], Source: oc.Source})
 	}
 	return e
 }
 
 func (o *out) outcome() (recipients.Outcome, error) {
 	var oc recipients.Outcome
-	if len(o.ID) != len(oc.ID) || o.Kind > recipients.Canary {
+	switch {
+	case o.Kind > recipients.Canary:
+		return oc, errBadEntry
+	case o.Kind == recipients.Mail || o.Kind == recipients.Spam:
+		oc.Kind = o.Kind
+		return oc, nil
+	case len(o.ID) != len(oc.ID):
 		return oc, errBadEntry
 	}
 	oc.Kind, oc.Detail, oc.Dormant, oc.Source = o.Kind, o.Detail, o.Dormant, o.Source

@@ -266,12 +266,12 @@ func (n *Node) Run(ctx context.Context) {
 	bg.Add(2)
 	go func() { defer bg.Done(); n.retry(ctx) }()
 	go func() { defer bg.Done(); n.ticker(ctx) }()
-	readerDone := make(chan struct{})
+	readerDone, drain := make(chan struct{}), make(chan struct{})
 	rctx, rcancel := context.WithCancel(context.Background())
 	defer rcancel()
 	go func() {
 		defer close(readerDone)
-		n.reader(rctx)
+		n.reader(rctx, drain)
 	}()
 	<-ctx.Done()
 	close(n.work)
@@ -286,10 +286,15 @@ func (n *Node) Run(ctx context.Context) {
 		n.held = nil
 	}
 	n.mu.Unlock()
-	// The reader catches up with what was just written, briefly.
-	time.Sleep(time.Second)
-	rcancel()
-	<-readerDone
+	// The reader reads to the journal's end (what was just written
+	// included), for 5 seconds at most.
+	close(drain)
+	select {
+	case <-readerDone:
+	case <-time.After(5 * time.Second):
+		rcancel()
+		<-readerDone
+	}
 	if err := n.checkpoint(); err != nil {
 		n.log.Error("checkpoint at shutdown", zap.Error(err))
 	}
@@ -460,11 +465,18 @@ func (n *Node) ticker(ctx context.Context) {
 	}
 }
 
-// reader feeds the fleet's journal, in order, to the detector.
-func (n *Node) reader(ctx context.Context) {
+// reader feeds the fleet's journal, in order, to the detector; once
+// drain is closed, it returns at the journal's end.
+func (n *Node) reader(ctx context.Context, drain <-chan struct{}) {
 	last := time.Now()
 	for ctx.Err() == nil {
-		es, err := n.o.Store.Read(ctx, n.after, 512, time.Second)
+		block := time.Second
+		select {
+		case <-drain:
+			block = 0
+		default:
+		}
+		es, err := n.o.Store.Read(ctx, n.after, 512, block)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -475,6 +487,9 @@ func (n *Node) reader(ctx context.Context) {
 			case <-time.After(500 * time.Millisecond):
 			}
 			continue
+		}
+		if len(es) == 0 && block == 0 {
+			return
 		}
 		for _, je := range es {
 			n.feed(je)

@@ -510,7 +510,9 @@ func (p *Population) SetLists(l *attribution.Lists) {
 	}
 	p.tags.risk = make([]int, n+1)
 	p.tags.buckets = map[int64][]int32{}
-	p.tallyTags = l.Tags()
+	if p.o.Tally {
+		p.tallyTags = l.Tags()
+	}
 	if n == 0 {
 		return
 	}

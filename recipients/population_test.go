@@ -28,6 +28,25 @@ func rcpt(k *addr.Key, i int) Rcpt {
 	return Rcpt{ID: k.Hash("user" + strconv.Itoa(i) + "@example.net")}
 }
 
+// tagList loads one tag, name, of every step-th of the addresses user0
+// to user<n-1> (rcpt's).
+func tagList(t *testing.T, k *addr.Key, name string, step, n int) *attribution.Lists {
+	t.Helper()
+	var list bytes.Buffer
+	for i := 0; i < n; i += step {
+		list.WriteString("user" + strconv.Itoa(i) + "@example.net\n")
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, list.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, _, err := attribution.Load(attribution.Config{Key: k, Tags: []attribution.Source{{Name: name, File: path}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func kinds(out []Outcome) []Kind {
 	var ks []Kind
 	for _, o := range out {
@@ -127,19 +146,7 @@ func TestLoadRestoresCounts(t *testing.T) {
 // recount from the table after any mix of mail, spam and maturation.
 func TestTagCountsMatchRecount(t *testing.T) {
 	k := testKey(t)
-	var list bytes.Buffer
-	for i := 0; i < 400; i += 2 {
-		list.WriteString("user" + strconv.Itoa(i) + "@example.net\n")
-	}
-	path := filepath.Join(t.TempDir(), "even")
-	if err := os.WriteFile(path, list.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, _, err := attribution.Load(attribution.Config{Key: k, Tags: []attribution.Source{{Name: "even", File: path}},
-		Canaries: nil})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := tagList(t, k, "even", 2, 400)
 	p := New(Options{Warmup: 3 * time.Hour}, k.Fingerprint())
 	p.SetLists(l)
 	at := t0

@@ -1,15 +1,10 @@
 package recipients
 
 import (
-	"bytes"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/store"
 )
 
@@ -20,18 +15,7 @@ import (
 // blob.
 func TestTallyMatchesApply(t *testing.T) {
 	k := testKey(t)
-	var list bytes.Buffer
-	for i := 0; i < 300; i += 3 {
-		list.WriteString("user" + strconv.Itoa(i) + "@example.net\n")
-	}
-	path := filepath.Join(t.TempDir(), "third")
-	if err := os.WriteFile(path, list.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, _, err := attribution.Load(attribution.Config{Key: k, Tags: []attribution.Source{{Name: "third", File: path}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := tagList(t, k, "third", 3, 300)
 	o := Options{Warmup: 3 * time.Hour, Domains: true}
 	p := New(o, k.Fingerprint())
 	o.Tally = true
@@ -109,10 +93,7 @@ func TestTallyMatchesApply(t *testing.T) {
 	r.SetLists(l)
 	check(-1, r)
 	// Other tags: the per-tag counts restart from zero.
-	l2, _, err := attribution.Load(attribution.Config{Key: k, Tags: []attribution.Source{{Name: "other", File: path}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l2 := tagList(t, k, "other", 3, 300)
 	r.SetLists(l2)
 	if got := r.TagRisk(); len(got) != 2 || got[0] != 0 {
 		t.Fatalf("per-tag counts after the tags changed: %v, want zeros", got)

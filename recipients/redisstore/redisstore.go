@@ -354,11 +354,7 @@ func (s *Store) apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 	}
 	if len(rq.pos) == 0 {
 		s.reqs.Put(rq)
-		if hours != nil {
-			for range len(out) - base {
-				*hours = append(*hours, 0)
-			}
-		}
+		zeroHours(hours, len(out)-base)
 		return out, nil // canaries only
 	}
 	if d, ok := ctx.Deadline(); ok {
@@ -391,11 +387,7 @@ func (s *Store) apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 	if rq.err != nil {
 		return out[:base], fmt.Errorf("redisstore: %w", rq.err)
 	}
-	if hours != nil {
-		for range len(out) - base {
-			*hours = append(*hours, 0)
-		}
-	}
+	zeroHours(hours, len(out)-base)
 	for j, p := range rq.pos {
 		oc := &out[p]
 		switch code := rq.codes[j]; {
@@ -418,6 +410,15 @@ func (s *Store) apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 		}
 	}
 	return out, nil
+}
+
+// zeroHours appends n hours of 0 to *hours (nil: none kept).
+func zeroHours(hours *[]int64, n int) {
+	if hours != nil {
+		for range n {
+			*hours = append(*hours, 0)
+		}
+	}
 }
 
 var codeKinds = [...]recipients.Kind{recipients.NewMail, recipients.NewSpam, recipients.Mail, recipients.Spam}
