@@ -131,13 +131,24 @@ func Run(ctx context.Context, o Options) error {
 	// detector's clock, or everything after it would count as late.
 	skew := cfg.Detector.MaxClockSkew.D()
 	notAfter := func() time.Time { return time.Now().Add(skew) }
-	det, detErr := OpenDetector(cfg, reg, dlog, func(o *detector.Options) {
-		if !o.Shared {
-			// (A fleet's detectors must all see the same input: the
-			// fleet node refuses the future before the journal.)
-			o.NotAfter = notAfter
+	var (
+		det    *detector.Detector
+		detErr error
+		rs     *redisstore.Store
+	)
+	if Fleet(cfg) {
+		// A fleet's detectors must all see the same input: the fleet
+		// node refuses the future before the journal.
+		det, rs, detErr = OpenFleet(cfg, reg, dlog, nil, false)
+		if errors.Is(detErr, redisstore.ErrOtherKey) {
+			return detErr // it would split the fleet's population
 		}
-	})
+		if rs != nil {
+			defer rs.Close()
+		}
+	} else {
+		det, detErr = OpenDetector(cfg, reg, dlog, func(o *detector.Options) { o.NotAfter = notAfter })
+	}
 	if det != nil && lists != nil {
 		det.SetAttribution(lists)
 	}
@@ -159,16 +170,8 @@ func Run(ctx context.Context, o Options) error {
 	// A fleet (store.redis_*): the node applies this instance's mail to
 	// Redis and feeds the whole fleet's journal to the detector.
 	var node *fleet.Node
-	if det != nil && detErr == nil && Fleet(cfg) {
-		var rs *redisstore.Store
-		node, rs, detErr = openFleet(cfg, det, lists, notAfter, publish, reg, log)
-		if errors.Is(detErr, redisstore.ErrOtherKey) {
-			det.Close()
-			return detErr // it would split the fleet's population
-		}
-		if rs != nil {
-			defer rs.Close()
-		}
+	if det != nil && detErr == nil && rs != nil {
+		node, detErr = NewNode(det, rs, lists, notAfter, publish, reg, log)
 	}
 	if detErr != nil {
 		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))

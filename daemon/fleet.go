@@ -2,23 +2,25 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/spamsurge/spamsurge/addr"
 	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/detector"
 	"github.com/spamsurge/spamsurge/fleet"
 	"github.com/spamsurge/spamsurge/recipients/redisstore"
+	"github.com/spamsurge/spamsurge/store"
 )
 
 // RedisOptions turns store.redis_* into the Redis store's options for
-// the key space of det's key (reading store.redis_password_file).
-func RedisOptions(c config.Config, det *detector.Detector) (redisstore.Options, error) {
-	key, _ := det.Keying()
+// the key space of key (reading store.redis_password_file).
+func RedisOptions(c config.Config, key *addr.Key) (redisstore.Options, error) {
 	o := redisstore.Options{
 		URL: c.Store.RedisURL, Cluster: c.Store.RedisCluster, Space: key.Fingerprint(),
 		Warmup: c.Detector.Warmup.D(), Dormant: c.Detector.Dormant.D(),
@@ -36,33 +38,87 @@ func RedisOptions(c config.Config, det *detector.Detector) (redisstore.Options, 
 	return o, nil
 }
 
-// openFleet connects this instance to its fleet's Redis and checks that
-// the fleet's key is its own. The node feeds det (shared) from the
-// fleet's journal; onEvents sees the incident events.
-func openFleet(c config.Config, det *detector.Detector, lists *attribution.Set, notAfter func() time.Time,
-	onEvents func([]detector.Event), reg prometheus.Registerer, log *zap.Logger) (*fleet.Node, *redisstore.Store, error) {
-	o, err := RedisOptions(c, det)
+// OpenRedis connects to the fleet's Redis with key's space and checks
+// that the fleet's key is key (redisstore.ErrOtherKey: it is not).
+func OpenRedis(ctx context.Context, c config.Config, key *addr.Key) (*redisstore.Store, error) {
+	o, err := RedisOptions(c, key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rs, err := redisstore.Open(ctx, o)
 	if err != nil {
-		return nil, nil, fmt.Errorf("store.redis: %w", err)
+		return nil, fmt.Errorf("store.redis: %w", err)
 	}
 	if err := rs.Claim(ctx); err != nil {
 		rs.Close()
+		if errors.Is(err, redisstore.ErrOtherKey) {
+			return nil, fmt.Errorf("store.key_file: %w", err)
+		}
+		return nil, fmt.Errorf("store.redis: %w", err)
+	}
+	return rs, nil
+}
+
+// OpenFleet opens a fleet instance's detector: it connects to the
+// fleet's Redis (OpenRedis), opens the embedded store that keeps this
+// instance's detector state and journal position (store.path; in memory
+// when unset, or when memory is set: replay's), loads the fleet's
+// snapshot into it when the snapshot is newer (fleet.Bootstrap), and
+// opens the shared detector on it. Close the store after the detector.
+func OpenFleet(c config.Config, reg prometheus.Registerer, log *zap.Logger, adjust func(*detector.Options), memory bool) (*detector.Detector, *redisstore.Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	key, err := addr.LoadKey(KeyFile(c))
+	if err != nil {
 		return nil, nil, fmt.Errorf("store.key_file: %w", err)
 	}
+	ctx := context.Background()
+	rs, err := OpenRedis(ctx, c, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	var st detectorStore
+	if c.Store.Path == "" || memory {
+		st = nopCloser{store.NewMemory()}
+	} else if st, err = store.OpenPebble(c.Store.Path); err != nil {
+		rs.Close()
+		return nil, nil, fmt.Errorf("store.path: %w", err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, time.Minute)
+	what, err := fleet.Bootstrap(bctx, rs, st, log)
+	cancel()
+	if err != nil {
+		st.Close()
+		rs.Close()
+		return nil, nil, fmt.Errorf("store.redis: %w", err)
+	}
+	log.Info("fleet state: " + what)
+	o := DetectorOptions(c)
+	o.Key, o.Store, o.Registerer, o.Logger = key, st, reg, log
+	o.Shared = true
+	if adjust != nil {
+		adjust(&o)
+	}
+	d, err := detector.New(o)
+	if err != nil {
+		st.Close()
+		rs.Close()
+		return nil, nil, err
+	}
+	d.CloseStore(st)
+	return d, rs, nil
+}
+
+// NewNode makes this instance's fleet node on rs. The node feeds det
+// (shared) from the fleet's journal; onEvents sees the incident events.
+func NewNode(det *detector.Detector, rs *redisstore.Store, lists *attribution.Set, notAfter func() time.Time,
+	onEvents func([]detector.Event), reg prometheus.Registerer, log *zap.Logger) (*fleet.Node, error) {
 	fo := fleet.Options{Store: rs, Detector: det, NotAfter: notAfter, OnEvents: onEvents, Logger: log, Registerer: reg}
 	if lists != nil {
 		fo.Lists = lists.Current
 	}
-	n, err := fleet.New(fo)
-	if err != nil {
-		rs.Close()
-		return nil, nil, err
-	}
-	return n, rs, nil
+	return fleet.New(fo)
 }

@@ -569,6 +569,15 @@ func (d *Detector) Checkpoint() error {
 func (d *Detector) CountError()   { d.m.errors.Inc() }
 func (d *Detector) CountInvalid() { d.m.invalid.Inc() }
 
+// StateNames names the store blobs that hold a shared detector's whole
+// state (Options.Shared): what a fleet's snapshot copies from one
+// instance to another. Blobs staged by others (a log tailer's position,
+// a journal position) are not among them.
+func (d *Detector) StateNames() []string {
+	return []string{metaKeyFP, metaState, metaIncidents, metaStrata, metaCanaries,
+		recipients.TallyMeta(d.space), recipients.DomainsMeta(d.space)}
+}
+
 // Meta reads a named blob from the store (nil when absent).
 func (d *Detector) Meta(name string) ([]byte, error) { return d.o.Store.Meta(name) }
 

@@ -19,6 +19,9 @@ type entry struct {
 	// Tick: the instance's clock (a few seconds behind the wall clock,
 	// so that the messages before it are in the journal first).
 	Tick *time.Time `json:"tick,omitempty"`
+	// Mark names a tick that is no instance's clock: "replay", the end
+	// of a replay into Redis (the fleet's snapshot is at it).
+	Mark string `json:"mark,omitempty"`
 
 	Time      time.Time `json:"t,omitzero"`
 	Spam      bool      `json:"s,omitempty"`

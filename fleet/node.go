@@ -51,6 +51,11 @@ type Options struct {
 	// Checkpoint is how often the detector's state and the journal
 	// position are committed (default 1 s).
 	Checkpoint time.Duration
+	// SnapshotEvery is how often the detector's state is written to
+	// Redis for instances that start behind (default 5 minutes;
+	// negative: only at shutdown). The journal must hold more entries
+	// than the fleet writes in that time.
+	SnapshotEvery time.Duration
 
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer
@@ -74,6 +79,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Checkpoint <= 0 {
 		o.Checkpoint = time.Second
+	}
+	if o.SnapshotEvery == 0 {
+		o.SnapshotEvery = 5 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -119,14 +127,17 @@ type Node struct {
 
 	stMu   sync.Mutex
 	staged map[string][]byte // Stage's blobs, for the reader's next checkpoint
+
+	snap snapshotter
 }
 
 type metrics struct {
-	up       prometheus.Gauge
-	buffered prometheus.Gauge
-	lost     *prometheus.CounterVec
-	refused  prometheus.Counter
-	entries  prometheus.Counter
+	up        prometheus.Gauge
+	buffered  prometheus.Gauge
+	lost      *prometheus.CounterVec
+	refused   prometheus.Counter
+	entries   prometheus.Counter
+	snapshots prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -141,11 +152,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Observations refused for being dated beyond detector.max_clock_skew."}),
 		entries: prometheus.NewCounter(prometheus.CounterOpts{Name: "spamsurge_fleet_journal_entries_total",
 			Help: "Journal entries of the whole fleet fed to this instance's detector."}),
+		snapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "spamsurge_fleet_snapshots_total",
+			Help: "Snapshots of the detector's state this instance wrote to the shared store."}),
 	}
 	m.lost.WithLabelValues("observation")
 	m.lost.WithLabelValues("entry")
 	if reg != nil {
-		reg.MustRegister(m.up, m.buffered, m.lost, m.refused, m.entries)
+		reg.MustRegister(m.up, m.buffered, m.lost, m.refused, m.entries, m.snapshots)
 	}
 	return m
 }
@@ -175,13 +188,20 @@ func New(o Options) (*Node, error) {
 // waiting while all are busy (the ingest queue in front of it is the
 // bound). Call it from one goroutine, before Run's context ends.
 func (n *Node) Observe(ob ingest.Observation) {
+	if m := n.prepare(ob); m != nil {
+		n.work <- m
+	}
+}
+
+// prepare hashes ob's recipients for the store (nil: refused).
+func (n *Node) prepare(ob ingest.Observation) *msg {
 	if ob.Time.IsZero() {
 		n.o.Detector.CountError()
-		return
+		return nil
 	}
 	if n.o.NotAfter != nil && ob.Time.After(n.o.NotAfter()) {
 		n.m.refused.Inc()
-		return
+		return nil
 	}
 	m := &msg{obs: ob, rejected: len(ob.Rejected)}
 	m.obs.Rcpt, m.obs.Rejected = nil, nil
@@ -207,7 +227,7 @@ func (n *Node) Observe(ob ingest.Observation) {
 			}
 		}
 	}
-	n.work <- m
+	return m
 }
 
 func (n *Node) lists() *attribution.Lists {
@@ -297,6 +317,17 @@ func (n *Node) Run(ctx context.Context) {
 	}
 	if err := n.checkpoint(); err != nil {
 		n.log.Error("checkpoint at shutdown", zap.Error(err))
+		return
+	}
+	// The last state goes to Redis (resolve reads incidents from it
+	// while the fleet is stopped).
+	for n.snap.inflight.Load() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n.after != "0" && n.after != n.snap.lastPos {
+		if snap, err := n.takeSnapshot(); err == nil {
+			n.writeSnapshot(context.Background(), snap)
+		}
 	}
 }
 
@@ -497,6 +528,8 @@ func (n *Node) reader(ctx context.Context, drain <-chan struct{}) {
 		if time.Since(last) >= n.o.Checkpoint {
 			if err := n.checkpoint(); err != nil {
 				n.log.Error("checkpoint", zap.Error(err))
+			} else {
+				n.maybeSnapshot()
 			}
 			last = time.Now()
 		}

@@ -31,6 +31,13 @@ type Observer interface {
 // Options for Run.
 type Options struct {
 	Detector Observer
+	// Apply, when set, takes the observations instead of Detector (a
+	// replay into a fleet's Redis: package fleet's Replayer); an error
+	// ends the replay. Its events may come later than their observation.
+	// Finish, when set, is called once at the end of the input, for the
+	// events still to come.
+	Apply  func(ingest.Observation) ([]detector.Event, error)
+	Finish func() ([]detector.Event, error)
 	// Strict makes the first malformed line an error.
 	Strict bool
 	// Reorder is how far back in time observations are put in order
@@ -112,6 +119,17 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 		o.MaxJump = 24 * time.Hour
 	}
 	var st Stats
+	events := func(evs []detector.Event) error {
+		for _, ev := range evs {
+			st.Events++
+			if o.OnEvent != nil {
+				if err := o.OnEvent(ev); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	h := &obsHeap{}
 	var maxSeen time.Time
 	seq := 0
@@ -122,15 +140,14 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 			st.First = ob.Time
 		}
 		st.Last = ob.Time
-		for _, ev := range o.Detector.Observe(*ob) {
-			st.Events++
-			if o.OnEvent != nil {
-				if err := o.OnEvent(ev); err != nil {
-					return err
-				}
-			}
+		if o.Apply == nil {
+			return events(o.Detector.Observe(*ob))
 		}
-		return nil
+		evs, err := o.Apply(*ob)
+		if eerr := events(evs); err == nil {
+			err = eerr
+		}
+		return err
 	}
 	// Decoding runs in its own goroutine, a batch ahead of the detector
 	// (JSON decoding costs about as much as detection).
@@ -224,6 +241,13 @@ func Run(ctx context.Context, o Options, inputs ...Input) (Stats, error) {
 		if err := emit(heap.Pop(h).(item).o); err != nil {
 			return st, err
 		}
+	}
+	if o.Finish != nil {
+		evs, err := o.Finish()
+		if eerr := events(evs); err == nil {
+			err = eerr
+		}
+		return st, err
 	}
 	return st, nil
 }

@@ -18,10 +18,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spamsurge/spamsurge/addr"
+	"github.com/spamsurge/spamsurge/attribution"
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/daemon"
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/fleet"
 	"github.com/spamsurge/spamsurge/ingest/logs"
+	"github.com/spamsurge/spamsurge/recipients/redisstore"
 	"github.com/spamsurge/spamsurge/replay"
 	"github.com/spamsurge/spamsurge/replay/report"
 	"github.com/spamsurge/spamsurge/store"
@@ -101,28 +104,45 @@ func replayCommand() command {
 				}
 				defer set.close()
 			}
-			var d *detector.Detector
-			if dry {
+			var (
+				d    *detector.Detector
+				rs   *redisstore.Store
+				lset *attribution.Set
+			)
+			switch {
+			case dry:
 				d, err = dryDetector(cfg, log, adjust)
-			} else if daemon.Fleet(cfg) {
-				// Writing history into a fleet's Redis (a warm start) is
-				// not built yet: say so rather than replay into nothing.
-				key := "store.redis_url"
-				if cfg.Store.RedisURL == "" {
-					key = "store.redis_cluster"
-				}
-				return fmt.Errorf("%s: replay into a Redis store is not available yet; replay into store.path (or use --dry-run)", key)
-			} else {
+			case daemon.Fleet(cfg):
+				// Into the fleet's Redis (a warm start), from the fleet's
+				// latest state, with the detector's in memory: its state
+				// goes to Redis as the fleet's snapshot.
+				d, rs, err = daemon.OpenFleet(cfg, prometheus.NewRegistry(), log, adjust, true)
+			default:
 				d, err = daemon.OpenDetector(cfg, prometheus.NewRegistry(), log, adjust)
 			}
 			if err == nil {
 				// attribution.tags and .canaries, hashed with the detector's key.
-				if _, err = daemon.LoadLists(d, cfg, nil, log); err != nil {
+				if lset, err = daemon.LoadLists(d, cfg, nil, log); err != nil {
 					d.Close()
 				}
 			}
 			if err != nil {
+				if rs != nil {
+					rs.Close()
+				}
 				return err
+			}
+			var rp *fleet.Replayer
+			if rs != nil {
+				defer rs.Close()
+				node, err := daemon.NewNode(d, rs, lset, nil, nil, prometheus.NewRegistry(), log)
+				if err == nil {
+					rp, err = node.StartReplay(ctx, 0)
+				}
+				if err != nil {
+					d.Close()
+					return fmt.Errorf("store.redis: %w", err)
+				}
 			}
 			var inputs []replay.Input
 			jsonl := map[string]bool{}
@@ -159,7 +179,7 @@ func replayCommand() command {
 				stopBar = set.progress(ctx, e.stderr, "replay")
 			}
 			var late []string
-			st, err := replay.Run(ctx, replay.Options{
+			ro := replay.Options{
 				Detector:       d,
 				Strict:         strict,
 				Reorder:        tolerance,
@@ -197,7 +217,12 @@ func replayCommand() command {
 						fmt.Fprintf(e.stderr, "%s:%d: skipped: %v\n", name, line, err)
 					}
 				},
-			}, inputs...)
+			}
+			if rp != nil {
+				ro.Apply = rp.Observe
+				ro.Finish = func() ([]detector.Event, error) { return rp.Finish(ctx) }
+			}
+			st, err := replay.Run(ctx, ro, inputs...)
 			stopBar()
 			elapsed := time.Since(start)
 			ferr := out.Flush()
@@ -223,6 +248,9 @@ func replayCommand() command {
 				if st.ReadErrors > 0 {
 					fmt.Fprintf(e.stderr, "  %d files ended in a read error (above)\n", st.ReadErrors)
 				}
+			}
+			if rp != nil && err == nil {
+				fmt.Fprintf(e.stderr, "  fleet: the history is in Redis, and the state above is the fleet's snapshot: every instance loads it at its next start\n")
 			}
 			if st.Late > 0 {
 				fmt.Fprintf(e.stderr, "  %d observations more than %s out of order (counted at the detector's current time)\n", st.Late, tolerance)

@@ -39,7 +39,7 @@ func resolveCommand() command {
 		args:    "--config FILE --incident ID --addresses FILE [--tag NAME] [--format text|csv|json]",
 		help: "Prints the candidate addresses that belong to the incident, matched by keyed hash.\n" +
 			"The incident's hashes come from the running daemon's API, or from the store when\n" +
-			"the daemon is stopped. A summary line (counts only) goes to stderr. --config is the\n" +
+			"the daemon is stopped (a fleet's: the snapshot its instances write to Redis). A summary line (counts only) goes to stderr. --config is the\n" +
 			"daemon's own file: resolve reads its key, store, http.listen and tags.",
 		flags: func(fs *flag.FlagSet) {
 			cf = addConfigFlag(fs)
@@ -101,7 +101,7 @@ func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stde
 		}
 	}
 
-	ids, from, err := incidentRecipients(ctx, cfg, incident)
+	ids, from, err := incidentRecipients(ctx, cfg, key, incident)
 	if err != nil {
 		return err
 	}
@@ -162,8 +162,9 @@ func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stde
 }
 
 // incidentRecipients gets the incident's recipient ids from the daemon's
-// API, or from the store when nothing listens on http.listen.
-func incidentRecipients(ctx context.Context, cfg config.Config, incident string) ([]addr.ID, string, error) {
+// API, or, when nothing listens on http.listen, from the store (a
+// fleet's: its snapshot in Redis, then store.path if set).
+func incidentRecipients(ctx context.Context, cfg config.Config, key *addr.Key, incident string) ([]addr.ID, string, error) {
 	base := "http://" + dialable(cfg.HTTP.Listen)
 	ids, err := recipientsFromAPI(ctx, cfg, base, incident)
 	if err == nil {
@@ -173,11 +174,75 @@ func incidentRecipients(ctx context.Context, cfg config.Config, incident string)
 	if !errors.As(err, &unreachable) {
 		return nil, "", err
 	}
+	if daemon.Fleet(cfg) {
+		// A fleet's instances write their state to Redis at shutdown
+		// (and every few minutes): the fleet's snapshot.
+		ids, rerr := recipientsFromRedis(ctx, cfg, key, incident)
+		if rerr == nil {
+			return ids, "the fleet's snapshot in Redis", nil
+		}
+		if cfg.Store.Path == "" {
+			return nil, "", fmt.Errorf("the daemon's API at %s is not reachable (%v), and reading the fleet's snapshot in Redis failed: %w", base, unreachable.err, rerr)
+		}
+		ids, serr := recipientsFromStore(cfg, incident)
+		if serr != nil {
+			return nil, "", fmt.Errorf("the daemon's API at %s is not reachable (%v), reading the fleet's snapshot in Redis failed (%v), and reading the store failed: %w", base, unreachable.err, rerr, serr)
+		}
+		return ids, "the store at " + cfg.Store.Path, nil
+	}
 	ids, serr := recipientsFromStore(cfg, incident)
 	if serr != nil {
 		return nil, "", fmt.Errorf("the daemon's API at %s is not reachable (%v), and reading the store failed: %w", base, unreachable.err, serr)
 	}
 	return ids, "the store at " + cfg.Store.Path, nil
+}
+
+// recipientsFromRedis finds the incident in the fleet's snapshot.
+func recipientsFromRedis(ctx context.Context, cfg config.Config, key *addr.Key, incident string) ([]addr.ID, error) {
+	rs, err := daemon.OpenRedis(ctx, cfg, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	snap, err := rs.GetSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if snap == nil {
+		return nil, errors.New("Redis holds no snapshot of the fleet (an instance writes one every few minutes and when it stops)")
+	}
+	ids, found, err := findIncident(snap.Blobs, incident)
+	if err != nil {
+		return nil, fmt.Errorf("the fleet's snapshot: %w", err)
+	}
+	if !found {
+		return nil, fmt.Errorf("the fleet's snapshot (written %s) has no incident %q", snap.Written.Format(time.RFC3339), incident)
+	}
+	return ids, nil
+}
+
+// findIncident looks for an incident's recipients in the detector's
+// stored incident blobs.
+func findIncident(blobs map[string][]byte, incident string) ([]addr.ID, bool, error) {
+	for _, name := range incidentMetas {
+		raw := blobs[name]
+		if len(raw) == 0 {
+			continue
+		}
+		var ins []struct {
+			ID           string    `json:"id"`
+			RecipientIDs []addr.ID `json:"recipient_ids"`
+		}
+		if err := json.Unmarshal(raw, &ins); err != nil {
+			return nil, false, fmt.Errorf("stored incidents are unreadable: %w", err)
+		}
+		for _, in := range ins {
+			if in.ID == incident {
+				return in.RecipientIDs, true, nil
+			}
+		}
+	}
+	return nil, false, nil
 }
 
 type unreachableError struct{ err error }
@@ -277,26 +342,18 @@ func recipientsFromStore(cfg config.Config, incident string) ([]addr.ID, error) 
 		return nil, err
 	}
 	defer st.Close()
+	blobs := map[string][]byte{}
 	for _, name := range incidentMetas {
-		raw, err := st.Meta(name)
-		if err != nil {
+		if blobs[name], err = st.Meta(name); err != nil {
 			return nil, err
 		}
-		if raw == nil {
-			continue
-		}
-		var ins []struct {
-			ID           string    `json:"id"`
-			RecipientIDs []addr.ID `json:"recipient_ids"`
-		}
-		if err := json.Unmarshal(raw, &ins); err != nil {
-			return nil, fmt.Errorf("store %s: stored incidents are unreadable: %w", cfg.Store.Path, err)
-		}
-		for _, in := range ins {
-			if in.ID == incident {
-				return in.RecipientIDs, nil
-			}
-		}
 	}
-	return nil, fmt.Errorf("the store %s has no incident %q", cfg.Store.Path, incident)
+	ids, found, err := findIncident(blobs, incident)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", cfg.Store.Path, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("the store %s has no incident %q", cfg.Store.Path, incident)
+	}
+	return ids, nil
 }

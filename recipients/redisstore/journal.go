@@ -26,11 +26,15 @@ type Entry struct {
 
 // streams is what a driver does for the journal and the fleet's key check.
 type streams interface {
-	xadd(ctx context.Context, key string, maxLen int64, vals [][]byte) error
+	xadd(ctx context.Context, key string, maxLen int64, vals [][]byte) ([]string, error)
 	xread(ctx context.Context, key, after string, count int64, block time.Duration) ([]Entry, error)
 	// setNXGet sets key to v unless it exists, and returns the value it
 	// had (nil: none, and set now).
 	setNXGet(ctx context.Context, key, v string) ([]byte, error)
+	// For the snapshot (snapshot.go).
+	eval(ctx context.Context, src, key string, args []string) (int64, error)
+	hgetall(ctx context.Context, key string) (map[string]string, error)
+	xedge(ctx context.Context, key string, first bool) (Entry, bool, error)
 }
 
 // JournalKey is the journal's stream key.
@@ -44,7 +48,7 @@ func (s *Store) Append(ctx context.Context, entries [][]byte, maxLen int64) erro
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	if err := s.d.(streams).xadd(ctx, s.JournalKey(), maxLen, entries); err != nil {
+	if _, err := s.d.(streams).xadd(ctx, s.JournalKey(), maxLen, entries); err != nil {
 		return fmt.Errorf("redisstore: journal: %w", err)
 	}
 	return nil
@@ -93,7 +97,7 @@ const FleetKey = "spamsurge:fleet:key"
 
 // --- rueidis ---
 
-func (d *rueidisDriver) xadd(ctx context.Context, key string, maxLen int64, vals [][]byte) error {
+func (d *rueidisDriver) xadd(ctx context.Context, key string, maxLen int64, vals [][]byte) ([]string, error) {
 	cmds := make(rueidis.Commands, len(vals))
 	for i, v := range vals {
 		var c rueidis.Completed
@@ -105,10 +109,12 @@ func (d *rueidisDriver) xadd(ctx context.Context, key string, maxLen int64, vals
 		cmds[i] = c
 	}
 	var errs []error
-	for _, r := range d.c.DoMulti(ctx, cmds...) {
+	ids := make([]string, len(vals))
+	for i, r := range d.c.DoMulti(ctx, cmds...) {
+		ids[i], _ = r.ToString()
 		errs = append(errs, r.Error())
 	}
-	return errors.Join(errs...)
+	return ids, errors.Join(errs...)
 }
 
 func (d *rueidisDriver) xread(ctx context.Context, key, after string, count int64, block time.Duration) ([]Entry, error) {
@@ -147,7 +153,7 @@ func (d *rueidisDriver) setNXGet(ctx context.Context, key, v string) ([]byte, er
 
 // --- go-redis ---
 
-func (d *goredisDriver) xadd(ctx context.Context, key string, maxLen int64, vals [][]byte) error {
+func (d *goredisDriver) xadd(ctx context.Context, key string, maxLen int64, vals [][]byte) ([]string, error) {
 	cmds := make([]*redis.StringCmd, len(vals))
 	_, _ = d.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, v := range vals {
@@ -156,10 +162,12 @@ func (d *goredisDriver) xadd(ctx context.Context, key string, maxLen int64, vals
 		return nil
 	})
 	var errs []error
-	for _, c := range cmds {
+	ids := make([]string, len(vals))
+	for i, c := range cmds {
+		ids[i] = c.Val()
 		errs = append(errs, c.Err())
 	}
-	return errors.Join(errs...)
+	return ids, errors.Join(errs...)
 }
 
 func (d *goredisDriver) xread(ctx context.Context, key, after string, count int64, block time.Duration) ([]Entry, error) {
