@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -105,7 +106,10 @@ func waitEntries(t *testing.T, n int, ins ...*instance) {
 }
 
 func incidentsJSON(d *detector.Detector) string {
-	b, _ := json.Marshal(d.Incidents())
+	b, err := json.Marshal(d.Incidents())
+	if err != nil {
+		return fmt.Sprintf("unmarshallable: %v: %+v", err, d.Incidents())
+	}
 	return string(b)
 }
 

@@ -72,6 +72,14 @@ func (n *Node) StartReplay(ctx context.Context, window int) (*Replayer, error) {
 			return nil, fmt.Errorf("%w: its journal was written %s ago; stop every instance before replaying into their Redis", ErrFleetRunning, age.Round(time.Second))
 		}
 	}
+	snap, err := n.o.Store.GetSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if snap != nil && redisstore.CompareIDs(snap.Position, n.after) > 0 {
+		// The detector would start from less than the fleet's state.
+		return nil, fmt.Errorf("fleet: the detector's state is older than the fleet's snapshot (%s): open it with Bootstrap", snap.Position)
+	}
 	if _, err := n.CatchUp(ctx); err != nil {
 		return nil, err
 	}
