@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spamsurge/spamsurge/internal/testkit"
 )
 
 // replay into a Redis that does not answer fails at once, naming the
@@ -19,5 +23,53 @@ func TestReplayIntoUnreachableRedis(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"replay", "--config", cfg, in}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "store.redis") {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// replay into a real Redis: a canary in last month's history opens the
+// canary incident, the fleet's snapshot keeps it, and resolve finds its
+// address there while no daemon answers.
+func TestReplayIntoRedisThenResolve(t *testing.T) {
+	redis := testkit.Redis(t)
+	dir := t.TempDir()
+	canaries := testkit.WriteFile(t, dir, "canaries.txt", "trap-7f3@example.net\n")
+	cfg := testkit.WriteFile(t, dir, "c.yaml", fmt.Sprintf(`store: {key_file: %s, redis_url: "redis://%s/0"}
+http: {listen: "127.0.0.1:1"}
+attribution:
+  canaries:
+    - {source: billing-db, file: %s}
+`, filepath.Join(dir, "key"), redis, canaries))
+	in := testkit.WriteFile(t, dir, "in.jsonl", `{"time":"2026-05-01T00:00:00Z","rcpt":["alice@example.net"],"spam":false}
+{"time":"2026-05-01T00:01:00Z","rcpt":["bob@example.net","trap-7f3@example.net"],"spam":true,"from":"x@spam.example"}
+`)
+	var out, errb bytes.Buffer
+	if code := run([]string{"replay", "--json", "--config", cfg, in}, &out, &errb); code != 0 {
+		t.Fatalf("replay: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(errb.String(), "fleet: the history is in Redis") {
+		t.Fatalf("replay did not say where the history went: %s", errb.String())
+	}
+	var ev struct {
+		ID, Kind, Event string
+	}
+	if err := json.Unmarshal(bytes.SplitN(out.Bytes(), []byte("\n"), 2)[0], &ev); err != nil || ev.Kind != "canary" || ev.Event != "opened" {
+		t.Fatalf("replay events %q (%v)", out.String(), err)
+	}
+	cands := testkit.WriteFile(t, dir, "cands.txt", "alice@example.net\ntrap-7f3@example.net\n")
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"resolve", "--config", cfg, "--incident", ev.ID, "--addresses", cands}, &out, &errb); code != 0 {
+		t.Fatalf("resolve: exit %d: %s", code, errb.String())
+	}
+	if out.String() != "trap-7f3@example.net\n" || !strings.Contains(errb.String(), "the fleet's snapshot in Redis") {
+		t.Fatalf("resolve: stdout %q, stderr %s", out.String(), errb.String())
+	}
+	// Replayed again on top (a second month): it goes on from the first.
+	out.Reset()
+	errb.Reset()
+	in2 := testkit.WriteFile(t, dir, "in2.jsonl", `{"time":"2026-06-01T00:00:00Z","rcpt":["carol@example.net"],"spam":false}
+`)
+	if code := run([]string{"replay", "--config", cfg, in2}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "3 tracked") {
+		t.Fatalf("second replay: exit %d: %s", code, errb.String())
 	}
 }
