@@ -1449,3 +1449,102 @@ func TestAlertmanagerInhibitions(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeFleet: docker-compose.fleet.yml, over docker-compose.yml,
+// is a fleet of two instances on one Redis: both mount the fleet config,
+// which points at the compose Redis and at a key in a volume both mount
+// (one key, else the second is refused), each has its own data volume,
+// host ports are loopback only, and Prometheus scrapes both (its config
+// passes promtool).
+func TestComposeFleet(t *testing.T) {
+	const fleetFile, fleetProm = "docker-compose.fleet.yml", "prometheus/prometheus-fleet.yml"
+	base := loadCompose(t)
+	var c compose
+	b, err := os.ReadFile(fleetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("%s: %v", fleetFile, err)
+	}
+	for _, s := range []string{"redis", "spamsurge", "spamsurge-b", "prometheus"} {
+		if _, ok := c.Services[s]; !ok {
+			t.Errorf("%s: no service %q", fleetFile, s)
+		}
+	}
+	if img := c.Services["spamsurge-b"].Image; img != base.Services["spamsurge"].Image {
+		t.Errorf("%s: spamsurge-b runs %q, not the image spamsurge builds (%q)", fleetFile, img, base.Services["spamsurge"].Image)
+	}
+	// What each instance mounts where, the base file's mounts under the
+	// override's (compose merges them by container path).
+	mounts := func(name string) map[string]string {
+		m := map[string]string{}
+		for _, f := range []compose{base, c} {
+			for _, v := range f.Services[name].Volumes {
+				src, dst, _ := strings.Cut(v, ":")
+				dst, _, _ = strings.Cut(dst, ":")
+				m[dst] = src
+			}
+		}
+		return m
+	}
+	for name, s := range c.Services {
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, ".") {
+				if _, err := os.Stat(src); err != nil {
+					t.Errorf("%s: service %s mounts %s: %v", fleetFile, name, src, err)
+				}
+			} else if _, ok := c.Volumes[src]; !ok {
+				if _, ok := base.Volumes[src]; !ok {
+					t.Errorf("%s: service %s uses volume %q, declared in neither file", fleetFile, name, src)
+				}
+			}
+		}
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s: service %s publishes %q beyond loopback", fleetFile, name, p)
+			}
+		}
+	}
+	a, bm := mounts("spamsurge"), mounts("spamsurge-b")
+	cfgPath := a["/etc/spamsurge/spamsurge.yaml"]
+	if cfgPath == "" || bm["/etc/spamsurge/spamsurge.yaml"] != cfgPath {
+		t.Fatalf("the instances mount different configs: %q and %q", cfgPath, bm["/etc/spamsurge/spamsurge.yaml"])
+	}
+	cfg := parseConfig(t, cfgPath)
+	u, err := url.Parse(cfg.Store.RedisURL)
+	if err != nil || u.Hostname() != "redis" {
+		t.Errorf("%s: store.redis_url %q is not the compose Redis", cfgPath, cfg.Store.RedisURL)
+	}
+	volOf := func(m map[string]string, path string) string {
+		best := ""
+		for dst := range m {
+			if (path == dst || strings.HasPrefix(path, dst+"/")) && len(dst) > len(best) {
+				best = dst
+			}
+		}
+		return m[best]
+	}
+	if ka, kb := volOf(a, cfg.Store.KeyFile), volOf(bm, cfg.Store.KeyFile); ka == "" || ka != kb {
+		t.Errorf("store.key_file %s is in volume %q on one instance and %q on the other: the fleet needs one key", cfg.Store.KeyFile, ka, kb)
+	}
+	if da, db := volOf(a, cfg.Store.Path), volOf(bm, cfg.Store.Path); da == "" || da == db {
+		t.Errorf("store.path %s: volumes %q and %q: each instance needs its own", cfg.Store.Path, da, db)
+	}
+	pb, err := os.ReadFile(fleetProm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hport, _ := net.SplitHostPort(cfg.HTTP.Listen)
+	for _, target := range []string{"spamsurge:" + hport, "spamsurge-b:" + hport} {
+		if !strings.Contains(string(pb), "'"+target+"'") {
+			t.Errorf("%s does not scrape %s", fleetProm, target)
+		}
+	}
+	if !slices.Contains(c.Services["prometheus"].Command, "--config.file=/etc/prometheus/prometheus-fleet.yml") {
+		t.Errorf("%s: Prometheus does not load %s", fleetFile, fleetProm)
+	}
+	promtool := need(t, "promtool", "/usr/bin/promtool")
+	t.Log(run(t, promtool, "check", "config", fleetProm))
+}
