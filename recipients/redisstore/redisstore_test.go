@@ -70,6 +70,7 @@ func suite(t *testing.T, tg target) {
 			t.Run("Forget", func(t *testing.T) { testForget(t, tg, c) })
 			t.Run("Journal", func(t *testing.T) { testJournal(t, tg, c) })
 			t.Run("Claim", func(t *testing.T) { testClaim(t, tg, c) })
+			t.Run("Snapshot", func(t *testing.T) { testSnapshot(t, tg, c) })
 		})
 	}
 }
@@ -771,4 +772,64 @@ var delScript = newScript("redis.call('DEL', KEYS[1]) return {1}")
 
 func deleteKey(s *Store, key string) error {
 	return s.d.run(context.Background(), delScript, []call{{keys: []string{key}}}, make([][]int64, 1))
+}
+
+// The snapshot: absent, written, read back byte for byte (binary blobs,
+// an empty one), never replaced by an older position; the journal's
+// first and last entries and AppendOne's id.
+func testSnapshot(t *testing.T, tg target, client string) {
+	ctx := context.Background()
+	a := tg.open(t, Options{Client: client})
+	if snap, err := a.GetSnapshot(ctx); snap != nil || err != nil {
+		t.Fatalf("no snapshot yet: %v, %v", snap, err)
+	}
+	if _, ok, err := a.Last(ctx); ok || err != nil {
+		t.Fatalf("empty journal: last %v, %v", ok, err)
+	}
+	first, err := a.AppendOne(ctx, []byte("one"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := a.AppendOne(ctx, []byte("two"), 0)
+	if err != nil || CompareIDs(last, first) <= 0 {
+		t.Fatalf("ids %s then %s: %v", first, last, err)
+	}
+	if e, ok, err := a.First(ctx); !ok || err != nil || e.ID != first || string(e.Data) != "one" {
+		t.Fatalf("first %+v %v %v", e, ok, err)
+	}
+	if e, ok, err := a.Last(ctx); !ok || err != nil || e.ID != last || string(e.Data) != "two" {
+		t.Fatalf("last %+v %v %v", e, ok, err)
+	}
+	blob := []byte("\x00\xff{\"x\":1}")
+	at := time.Now().Truncate(time.Millisecond)
+	if ok, err := a.PutSnapshot(ctx, Snapshot{Position: first, Written: at, Blobs: map[string][]byte{"state": blob, "gone": nil}}); !ok || err != nil {
+		t.Fatalf("first snapshot: %v %v", ok, err)
+	}
+	if ok, err := a.PutSnapshot(ctx, Snapshot{Position: "0", Blobs: map[string][]byte{"state": []byte("older")}}); ok || err != nil {
+		t.Fatalf("an older snapshot replaced a newer: %v %v", ok, err)
+	}
+	if ok, err := a.PutSnapshot(ctx, Snapshot{Position: first, Blobs: map[string][]byte{"state": []byte("same")}}); ok || err != nil {
+		t.Fatalf("a snapshot at the same position replaced it: %v %v", ok, err)
+	}
+	snap, err := a.GetSnapshot(ctx)
+	if err != nil || snap.Position != first || string(snap.Blobs["state"]) != string(blob) || len(snap.Blobs["gone"]) != 0 || !snap.Written.Equal(at) {
+		t.Fatalf("read back %+v, %v", snap, err)
+	}
+	if ok, err := a.PutSnapshot(ctx, Snapshot{Position: last, Blobs: map[string][]byte{"other": []byte("x")}}); !ok || err != nil {
+		t.Fatalf("a newer snapshot: %v %v", ok, err)
+	}
+	if snap, _ = a.GetSnapshot(ctx); snap.Position != last || snap.Blobs["state"] != nil || string(snap.Blobs["other"]) != "x" {
+		t.Fatalf("the newer snapshot did not replace the older whole: %+v", snap)
+	}
+}
+
+func TestCompareIDs(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{{"0", "1-0", -1}, {"1-0", "0", 1}, {"5-1", "5-1", 0}, {"5-2", "5-10", -1}, {"10-0", "9-99", 1}, {"0", "0-0", 0}} {
+		if got := CompareIDs(c.a, c.b); got != c.want {
+			t.Errorf("CompareIDs(%s, %s) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
 }
