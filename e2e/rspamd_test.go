@@ -84,7 +84,7 @@ metadata_exporter { .include "%[1]s/metadata_exporter.conf" }
 		args = append(args, "-i", "-u", "root", "-g", "root")
 	}
 	testkit.StartGroup(t, nil, bin, args...)
-	testkit.WaitListening(t, normal)
+	testkit.WaitRspamd(t, normal)
 
 	scan := func(id string, hdr string, body string, rcpt ...string) string {
 		t.Helper()

@@ -178,6 +178,7 @@ func New(o Options) (*Node, error) {
 	if len(pos) > 0 {
 		n.after = string(pos)
 	}
+	n.snap.lastPos = n.after // (a snapshot there is in Redis, or was loaded from it)
 	n.work = make(chan *msg, o.Workers)
 	n.entries = make(chan []byte, 4096)
 	n.m.up.Set(1)

@@ -134,7 +134,7 @@ actions { reject = 15; add_header = 6; greylist = 4; }
 				args = append(args, "-i", "-u", "root", "-g", "root")
 			}
 			testkit.StartGroup(t, []string{"TZ=" + progZone, "TMPDIR=" + dir}, bin, args...)
-			testkit.WaitListening(t, normal)
+			testkit.WaitRspamd(t, normal)
 			scan := func(id string, spam bool, ip string, rcpt ...string) string {
 				req, _ := http.NewRequest("POST", "http://"+normal+"/checkv2", bytes.NewReader(message(id, spam)))
 				req.Header.Set("From", "sender@example.org")

@@ -67,9 +67,22 @@ func WaitListening(t testing.TB, addr string) {
 	}
 }
 
+// WaitRspamd waits until rspamd's worker at addr accepts connections:
+// up to 2 minutes, for on its first start on a machine rspamd compiles
+// its regular expressions into /var/lib/rspamd (15 s on a 2-core
+// machine, seconds more under load), and later starts take a second.
+func WaitRspamd(t testing.TB, addr string) {
+	t.Helper()
+	if err := waitAddr(addr, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // WaitAddr is WaitListening for programs: the error is returned.
-func WaitAddr(addr string) error {
-	deadline := time.Now().Add(10 * time.Second)
+func WaitAddr(addr string) error { return waitAddr(addr, 10*time.Second) }
+
+func waitAddr(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
