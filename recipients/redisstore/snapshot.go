@@ -96,22 +96,16 @@ func (s *Store) GetSnapshot(ctx context.Context) (*Snapshot, error) {
 }
 
 // Last returns the journal's newest entry (false: the journal is empty).
-func (s *Store) Last(ctx context.Context) (Entry, bool, error) {
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
-	e, ok, err := s.d.(streams).xedge(ctx, s.JournalKey(), false)
-	if err != nil {
-		return Entry{}, false, fmt.Errorf("redisstore: journal: %w", err)
-	}
-	return e, ok, nil
-}
+func (s *Store) Last(ctx context.Context) (Entry, bool, error) { return s.edge(ctx, false) }
 
 // First returns the journal's oldest entry, the first one trimming has
 // left (false: the journal is empty).
-func (s *Store) First(ctx context.Context) (Entry, bool, error) {
+func (s *Store) First(ctx context.Context) (Entry, bool, error) { return s.edge(ctx, true) }
+
+func (s *Store) edge(ctx context.Context, first bool) (Entry, bool, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	e, ok, err := s.d.(streams).xedge(ctx, s.JournalKey(), true)
+	e, ok, err := s.d.(streams).xedge(ctx, s.JournalKey(), first)
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("redisstore: journal: %w", err)
 	}
