@@ -322,9 +322,7 @@ func (n *Node) Run(ctx context.Context) {
 	}
 	// The last state goes to Redis (resolve reads incidents from it
 	// while the fleet is stopped).
-	for n.snap.inflight.Load() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	n.snap.writes.Wait()
 	if n.after != "0" && n.after != n.snap.lastPos {
 		if snap, err := n.takeSnapshot(); err == nil {
 			n.writeSnapshot(context.Background(), snap)

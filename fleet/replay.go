@@ -158,7 +158,7 @@ func (r *Replayer) Finish(ctx context.Context) ([]detector.Event, error) {
 	if err != nil {
 		return evs, err
 	}
-	if ok && last.ID != r.last && redisstore.CompareIDs(last.ID, r.last) > 0 {
+	if ok && redisstore.CompareIDs(last.ID, r.last) > 0 {
 		return evs, fmt.Errorf("%w: the journal grew during the replay (to %s); the history is in Redis's recipients but not in the fleet's statistics: stop every instance and replay again", ErrFleetRunning, last.ID)
 	}
 	// The marker is a tick at the history's end: an instance that

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,8 @@ import (
 
 // snapshotter is what writing a snapshot needs of the node.
 type snapshotter struct {
-	inflight atomic.Bool
+	inflight atomic.Bool    // one write at a time
+	writes   sync.WaitGroup // the write in the background, if any
 	last     time.Time
 	lastPos  string
 }
@@ -59,7 +61,9 @@ func (n *Node) maybeSnapshot() {
 		return
 	}
 	n.snap.last, n.snap.lastPos = time.Now(), n.after
+	n.snap.writes.Add(1)
 	go func() {
+		defer n.snap.writes.Done()
 		defer n.snap.inflight.Store(false)
 		n.writeSnapshot(context.Background(), snap)
 	}()
