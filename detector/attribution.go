@@ -331,6 +331,7 @@ func (d *Detector) annotate(in *Incident) {
 	at.SubaddressDetails = attribution.TopDetails(dcs, in.Recipients)
 	at.CanarySource = prev.CanarySource
 	in.Attribution = at
+	d.date(in)
 }
 
 // SetAttribution attaches source lists to a Detector made by Open (serve

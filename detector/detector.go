@@ -336,7 +336,8 @@ type Applied struct {
 	// ID, Detail, Dormant, and Source for a canary.
 	Outs []recipients.Outcome
 	// Domains is each outcome's recipient domain, and Hours, for an
-	// EarlySpam, the hour its address would have matured (nil: none).
+	// EarlySpam, the hour its address would have matured, for a
+	// FirstSpam the hour it matured (0: not known; nil: none).
 	Domains []string
 	Hours   []int64
 	// Rejected is how many recipients the next hop refused, and

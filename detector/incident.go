@@ -46,6 +46,7 @@ type Incident struct {
 	Campaigns          Campaigns `json:"campaigns"`
 	RecipientIDs       []addr.ID `json:"recipient_ids"`
 	Attribution                  // inline: tags, top_tag, subaddress_details... (attribution.go)
+	Forensics                    // inline: list_snapshot... (forensics.go)
 
 	dormant int
 	groups  [nDims]map[string]int

@@ -122,7 +122,7 @@ func (d *Detector) shareHit(f fsEvent, t time.Time) bool {
 	in.Expected = runExp * float64(len(run)) / float64(len(events))
 	for _, f := range run {
 		f.mi.complete()
-		in.add(f.id, f.mi, f.dormant)
+		in.addFS(&f)
 	}
 	in.Observed = float64(len(run))
 	d.open[KindSurge] = in

@@ -40,7 +40,7 @@ func (s *sharedStore) apply(d *Detector, o ingest.Observation) *Applied {
 		switch oc.Kind {
 		case recipients.NewMail, recipients.NewSpam:
 			s.firstMail[key] = recipients.Minutes(o.Time)
-		case recipients.EarlySpam:
+		case recipients.EarlySpam, recipients.FirstSpam:
 			h = s.pop.MatureHour(s.firstMail[key])
 		}
 		a.Outs = append(a.Outs, oc)

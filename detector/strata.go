@@ -314,7 +314,7 @@ func (d *Detector) growScoped(in *Incident, f fsEvent, t time.Time) {
 			in.Score = max(in.Score, s.c.s/d.strat.thr)
 		}
 	})
-	in.add(f.id, f.mi, f.dormant)
+	in.addFS(&f)
 	in.Observed++
 	in.UpdatedAt = t
 	defer d.publish()
@@ -346,7 +346,7 @@ func (d *Detector) openScoped(s *stratum, t time.Time) bool {
 	in.Score = s.c.s / d.strat.thr
 	in.Expected = runExp * float64(len(run)) / float64(len(events))
 	for _, f := range run {
-		in.add(f.id, f.mi, f.dormant)
+		in.addFS(&f)
 	}
 	in.Observed = float64(len(run))
 	s.in, in.st = in, s

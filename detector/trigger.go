@@ -19,6 +19,7 @@ type fsEvent struct {
 	novel     bool   // of a novel campaign
 	dom       uint16 // the address's domain id (recipients.Outcome.Domain)
 	tags      uint64 // its tag mask
+	seenHr    int64  // the hour of its first mail (seenHour; 0: not known)
 }
 
 // firstSpam handles the first spam of an at-risk address (it has left the
@@ -34,20 +35,20 @@ func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g
 	}
 	if !counted {
 		// Beyond its campaign's quota: only the share test counts it.
-		f := fsEvent{t: t, id: id, mi: mi.complete(), dormant: dormant, dom: oc.Domain, tags: oc.TagMask()}
+		f := fsEvent{t: t, id: id, mi: mi.complete(), dormant: dormant, dom: oc.Domain, tags: oc.TagMask(), seenHr: d.seenHour(oc.FirstMail)}
 		if d.scopedFor(&f) != nil {
 			return
 		}
 		if opened := d.shareHit(f, t); !opened {
 			if in := d.open[KindSurge]; in != nil && in.Trigger == TriggerCUSUMShare {
-				d.grow(in, t, id, mi, dormant)
+				d.grow(in, t, f)
 			}
 		}
 		return
 	}
 	g.counted++
 	mi.complete()
-	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant, novel: nv, dom: oc.Domain, tags: oc.TagMask()}
+	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant, novel: nv, dom: oc.Domain, tags: oc.TagMask(), seenHr: d.seenHour(oc.FirstMail)}
 	// A first spam in the stratum of an open scoped incident is
 	// explained by it: it feeds no other test.
 	if in := d.scopedFor(&f); in != nil {
@@ -83,21 +84,21 @@ func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g
 	// ones, or for one the novel-campaign CUSUM opened, the novel ones.
 	if in := d.open[KindSurge]; in != nil {
 		if nv || in.Trigger != TriggerCUSUMNovel {
-			d.grow(in, t, id, mi, dormant)
+			d.grow(in, t, f)
 		}
 		return
 	}
 	if in := d.open[KindDictionary]; in != nil && in.Trigger != TriggerDictionaryBurst {
 		if nv || in.Trigger != TriggerCUSUMNovel {
-			d.grow(in, t, id, mi, dormant)
+			d.grow(in, t, f)
 		}
 		return
 	}
 	d.checkOpen(t)
 }
 
-func (d *Detector) grow(in *Incident, t time.Time, id addr.ID, mi *msgInfo, dormant bool) {
-	in.add(id, mi, dormant)
+func (d *Detector) grow(in *Incident, t time.Time, f fsEvent) {
+	in.addFS(&f)
 	in.Observed++
 	in.UpdatedAt = t
 	defer d.publish()
@@ -188,7 +189,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	if in := d.open[kind]; in != nil {
 		// The excess belongs to the open incident of its kind.
 		for _, f := range run {
-			in.add(f.id, f.mi, f.dormant)
+			in.addFS(&f)
 			in.Observed++
 		}
 		in.DictionaryEvidence = max(in.DictionaryEvidence, int(ev))
@@ -204,7 +205,7 @@ func (d *Detector) checkOpen(t time.Time) {
 	// Expected from the start on: the run's share of its exposure.
 	in.Expected = runExp * float64(len(run)) / obs
 	for _, f := range run {
-		in.add(f.id, f.mi, f.dormant)
+		in.addFS(&f)
 	}
 	in.Observed = float64(len(run))
 	d.open[kind] = in

@@ -74,7 +74,11 @@ type Outcome struct {
 	// (DomainName; 0: unknown, as for addresses stored before domains
 	// were kept).
 	Domain uint16
-	mask   uint64 // FirstSpam: the address's tag mask
+	// FirstMail (FirstSpam) is the address's first mail, minutes since
+	// the epoch (0: not known, as from a journal written before it was
+	// kept).
+	FirstMail uint32
+	mask      uint64 // FirstSpam: the address's tag mask
 }
 
 // TagMask is a FirstSpam's tag mask: bit i for the address being in the
@@ -119,6 +123,9 @@ type Population struct {
 
 	tags tagRisk
 	doms domainRisk
+
+	// First-seen histograms (firstseen.go).
+	riskHr, seenHr hourHist
 
 	batch store.Batch
 	// oldestDay is at most the last-mail day of every address in the
@@ -189,11 +196,15 @@ func (p *Population) Load(st Source, clock time.Time, sizeHint int) error {
 		if p.oldestDay == 0 || x.lastDay < p.oldestDay {
 			p.oldestDay = x.lastDay
 		}
+		if hamFirst(r.FirstMail, r.FirstSpam) {
+			p.seenFirst(r.FirstMail, 1)
+		}
 		if r.FirstSpam == 0 {
 			// Same rule as established(): matured once its hour bucket
 			// is processed.
 			if h := p.matureHour(r.FirstMail); h <= int64(clockMin)/60 {
 				p.atRisk++
+				p.riskHr.add(h, 1)
 				p.doms.add(p.tab.dom(s), 1)
 			} else {
 				p.mature[h]++
@@ -266,6 +277,7 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 				kind = NewSpam
 			} else {
 				h := p.matureHour(now)
+				p.seenFirst(now, 1)
 				p.mature[h]++
 				p.tags.mature(h, k, 1)
 				p.doms.bucketAdd(h, dom, 1)
@@ -292,6 +304,7 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 			oc.Domain = p.tab.dom(sl)
 			if p.established(st.firstMail) {
 				oc.Kind = FirstSpam
+				oc.FirstMail = st.firstMail
 				// The last mail is kept to the day: count from the
 				// day's end, so dormant means surely dormant.
 				oc.Dormant = t.Sub(time.Unix(int64(st.lastDay+1)*86400, 0)) >= p.o.Dormant
@@ -372,10 +385,14 @@ func (p *Population) Forget(st Source, t time.Time) (int, error) {
 			oldest = min(oldest, x.lastDay)
 			return nil
 		}
+		if hamFirst(x.firstMail, x.firstSpam) {
+			p.seenFirst(x.firstMail, -1)
+		}
 		if x.firstSpam == 0 {
 			d := p.tab.dom(sl)
 			if p.established(x.firstMail) {
 				p.atRisk--
+				p.riskHr.add(p.matureHour(x.firstMail), -1)
 				p.tags.spent(p.tags.mask(k))
 				p.doms.add(d, -1)
 			} else if h := p.matureHour(x.firstMail); h > p.matHr {
@@ -403,6 +420,9 @@ func (p *Population) Spent(o *Outcome) {
 		return
 	}
 	p.atRisk--
+	if o.FirstMail != 0 {
+		p.riskHr.add(p.matureHour(o.FirstMail), -1)
+	}
 	p.tags.spent(o.mask)
 	p.doms.add(o.Domain, -1)
 }
@@ -448,6 +468,7 @@ func (p *Population) Mature(h int64) {
 		for k, n := range p.mature {
 			if k <= h {
 				p.atRisk += int(n)
+				p.riskHr.add(k, n)
 				delete(p.mature, k)
 			}
 		}
@@ -455,6 +476,7 @@ func (p *Population) Mature(h int64) {
 		for k := p.matHr + 1; k <= h; k++ {
 			if n, ok := p.mature[k]; ok {
 				p.atRisk += int(n)
+				p.riskHr.add(k, n)
 				delete(p.mature, k)
 			}
 		}
@@ -494,6 +516,7 @@ func (p *Population) SetLists(l *attribution.Lists) {
 		d := p.tab.dom(sl)
 		if p.established(st.firstMail) {
 			p.atRisk--
+			p.riskHr.add(p.matureHour(st.firstMail), -1)
 			p.doms.add(d, -1)
 		} else if h := p.matureHour(st.firstMail); h > p.matHr {
 			p.mature[h]--

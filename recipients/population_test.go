@@ -324,6 +324,13 @@ func TestDomainCountsMatchRecount(t *testing.T) {
 	if got, want := domainRisks(q), domainRisks(p); !slices.Equal(got, want) {
 		t.Fatalf("after a restart per-domain at risk %v, want %v", got, want)
 	}
+	// The first-seen histograms are rebuilt from the records as they
+	// were kept.
+	ps, pr := p.FirstSeen()
+	qs, qr := q.FirstSeen()
+	if sum(pr.N) != int32(p.AtRisk()) || sum(ps.N) == 0 || !sameHours(ps, qs) || !sameHours(pr, qr) {
+		t.Fatalf("first seen %v at risk %v (at risk %d), after a restart %v %v", ps, pr, p.AtRisk(), qs, qr)
+	}
 	for d := 1; d < q.Domains(); d++ {
 		if q.DomainName(uint16(d)) != p.DomainName(uint16(d)) {
 			t.Fatalf("domain %d is %q after a restart, was %q", d, q.DomainName(uint16(d)), p.DomainName(uint16(d)))

@@ -35,15 +35,18 @@ type tallyState struct {
 	TagBuckets map[int64][]int32          `json:"tag_buckets,omitempty"`
 	DomRisk    []int                      `json:"dom_risk,omitempty"`
 	DomBuckets map[int64]map[uint16]int32 `json:"dom_buckets,omitempty"`
+	RiskHours  *hourHist                  `json:"risk_hours,omitempty"`
+	SeenHours  *hourHist                  `json:"seen_hours,omitempty"`
 }
 
 // Tally counts what a message at t did to one recipient, as decided by a
 // shared store: oc.Kind, oc.ID (its tag mask), oc.Dormant; domain is the
 // recipient's domain (oc.Domain is set to its id here) and matureHour,
 // for an EarlySpam, the hour the address would have matured (first mail
-// plus warm-up, rounded up, as MatureHour computes). A FirstSpam is left
-// in the counts until Spent, as after Apply. Canary outcomes count
-// nothing.
+// plus warm-up, rounded up, as MatureHour computes); for a FirstSpam, the
+// hour it matured (0: not known), which sets oc.FirstMail (to that hour's
+// end less the warm-up) where the store did not. A FirstSpam is left in
+// the counts until Spent, as after Apply. Canary outcomes count nothing.
 func (p *Population) Tally(t time.Time, oc *Outcome, domain string, matureHour int64) {
 	k := key64(&oc.ID)
 	switch oc.Kind {
@@ -51,6 +54,7 @@ func (p *Population) Tally(t time.Time, oc *Outcome, domain string, matureHour i
 		p.tracked++
 		dom := p.doms.id(domain, &p.batch)
 		oc.Domain = dom
+		p.seenFirst(Minutes(t), 1)
 		h := p.matureHour(Minutes(t))
 		p.mature[h]++
 		p.tags.mature(h, k, 1)
@@ -72,12 +76,16 @@ func (p *Population) Tally(t time.Time, oc *Outcome, domain string, matureHour i
 			// message, or instances whose clocks differ): it was counted
 			// at risk, and leaves the count as a first spam would.
 			p.atRisk--
+			p.riskHr.add(matureHour, -1)
 			p.tags.spent(p.tags.mask(k))
 			p.doms.add(dom, -1)
 		}
 	case FirstSpam:
 		oc.Domain = p.doms.id(domain, &p.batch)
 		oc.mask = p.tags.mask(k)
+		if oc.FirstMail == 0 && matureHour > 0 {
+			oc.FirstMail = uint32(matureHour*60) - p.warmupMin
+		}
 	}
 }
 
@@ -90,9 +98,11 @@ func (p *Population) TallyForget(id *addr.ID, firstMail uint32, neverSpammed boo
 	if !neverSpammed {
 		return
 	}
+	p.seenFirst(firstMail, -1)
 	k := key64(id)
 	if h := p.matureHour(firstMail); h <= p.matHr {
 		p.atRisk--
+		p.riskHr.add(h, -1)
 		p.tags.spent(p.tags.mask(k))
 	} else {
 		p.mature[h]--
@@ -113,6 +123,7 @@ func (p *Population) StageTally() {
 	s := tallyState{
 		Tracked: p.tracked, AtRisk: p.atRisk, MatHr: p.matHr, Mature: p.mature,
 		TagRisk: p.tags.risk, TagBuckets: p.tags.buckets,
+		RiskHours: &p.riskHr, SeenHours: &p.seenHr,
 	}
 	if p.tags.lists != nil {
 		s.Tags = p.tags.lists.Tags()
@@ -138,6 +149,12 @@ func (p *Population) loadTally(st Source) error {
 		return fmt.Errorf("recipient tally has %d domains, the list %d: %w", len(s.DomRisk), len(p.doms.names), store.ErrCorrupt)
 	}
 	p.tracked, p.atRisk, p.matHr = s.Tracked, s.AtRisk, s.MatHr
+	if s.RiskHours != nil {
+		p.riskHr = *s.RiskHours
+	}
+	if s.SeenHours != nil {
+		p.seenHr = *s.SeenHours
+	}
 	if s.Mature != nil {
 		p.mature = s.Mature
 	}

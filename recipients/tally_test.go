@@ -35,6 +35,11 @@ func TestTallyMatchesApply(t *testing.T) {
 		if !slices.Equal(domainRisks(p), domainRisks(q)) {
 			t.Fatalf("step %d: per domain %v, tally %v", step, domainRisks(p), domainRisks(q))
 		}
+		ps, pr := p.FirstSeen()
+		qs, qr := q.FirstSeen()
+		if !sameHours(ps, qs) || !sameHours(pr, qr) {
+			t.Fatalf("step %d: first seen %v at risk %v, tally %v %v", step, ps, pr, qs, qr)
+		}
 	}
 	at := t0
 	kindsSeen := map[Kind]int{}
@@ -57,7 +62,7 @@ func TestTallyMatchesApply(t *testing.T) {
 			if oc.Kind == NewMail || oc.Kind == NewSpam {
 				firstMail[idx[i]] = Minutes(at)
 			}
-			if oc.Kind == EarlySpam {
+			if oc.Kind == EarlySpam || oc.Kind == FirstSpam {
 				mh = q.MatureHour(firstMail[idx[i]])
 			}
 			q.Tally(at, &oc, rs[i].Domain, mh)
@@ -71,6 +76,9 @@ func TestTallyMatchesApply(t *testing.T) {
 		p.Mature(at.Unix() / 3600)
 		q.Mature(at.Unix() / 3600)
 		check(step, q)
+	}
+	if seen, risk := p.FirstSeen(); sum(seen.N) == 0 || sum(risk.N) == 0 || sum(risk.N) != int32(p.AtRisk()) {
+		t.Fatalf("first seen %d, at risk by first mail %d (at risk %d): the histograms are not compared", sum(seen.N), sum(risk.N), p.AtRisk())
 	}
 	for _, kd := range []Kind{NewMail, NewSpam, Mail, Spam, EarlySpam, FirstSpam} {
 		if kindsSeen[kd] == 0 {
@@ -98,4 +106,29 @@ func TestTallyMatchesApply(t *testing.T) {
 	if got := r.TagRisk(); len(got) != 2 || got[0] != 0 {
 		t.Fatalf("per-tag counts after the tags changed: %v, want zeros", got)
 	}
+}
+
+// sameHours compares hour histograms by their counts (a zero count and
+// no count are the same).
+func sameHours(a, b Hours) bool {
+	get := func(h Hours, hr int64) int32 {
+		if i := hr - h.From; i >= 0 && i < int64(len(h.N)) {
+			return h.N[i]
+		}
+		return 0
+	}
+	lo, hi := min(a.From, b.From), max(a.From+int64(len(a.N)), b.From+int64(len(b.N)))
+	for hr := lo; hr < hi; hr++ {
+		if get(a, hr) != get(b, hr) {
+			return false
+		}
+	}
+	return true
+}
+
+func sum(n []int32) (s int32) {
+	for _, x := range n {
+		s += x
+	}
+	return s
 }

@@ -315,8 +315,9 @@ func (s *Store) Apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 }
 
 // ApplyHours is Apply that also appends to hours, per outcome, the hour
-// an EarlySpam's address would have matured (0 for the other kinds): what
-// a tally (recipients.Population.Tally) needs of it.
+// an EarlySpam's address would have matured, or a FirstSpam's matured (0
+// for the other kinds): what a tally (recipients.Population.Tally) needs
+// of it.
 func (s *Store) ApplyHours(ctx context.Context, t time.Time, rcpts []recipients.Rcpt, spam bool, out []recipients.Outcome, hours []int64) ([]recipients.Outcome, []int64, error) {
 	out, err := s.apply(ctx, t, rcpts, spam, out, &hours)
 	return out, hours, err
@@ -400,7 +401,10 @@ func (s *Store) apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 			}
 		case code&7 == 5:
 			oc.Kind = recipients.FirstSpam
-			lastDay := code >> 3
+			lastDay := code >> 3 & 0xffff
+			if hours != nil {
+				(*hours)[len(*hours)-(len(out)-p)] = code >> 19
+			}
 			oc.Dormant = t.Sub(time.Unix((lastDay+1)*86400, 0)) >= s.o.Dormant
 		default:
 			if hours != nil {

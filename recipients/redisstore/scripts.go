@@ -57,8 +57,9 @@ end
 // the hash tag). ARGV: the warm-up (minutes), then per message: now
 // (minutes), spam (0 or 1), the number k of its recipients here, and their
 // k fields. Returns per recipient, in order, the outcome code: 0 NewMail,
-// 1 NewSpam, 2 Mail, 3 Spam, 5 + 8·(last mail day before this message)
-// FirstSpam, 6 + 8·(the hour it would have matured) EarlySpam.
+// 1 NewSpam, 2 Mail, 3 Spam, 5 + 8·(last mail day before this message) +
+// 2¹⁹·(the hour it matured) FirstSpam, 6 + 8·(the hour it would have
+// matured) EarlySpam. (Integers below 2⁵³: exact in Lua's doubles.)
 //
 // A first spam is decided here, in the script, and Redis runs one script
 // at a time: of two hops that get an address's first spam in the same
@@ -99,7 +100,7 @@ while a <= #ARGV do
         fs = now
         changed = true
         local h = math.floor((fm + warm + 59) / 60)
-        if h <= hour then kind = 5 + 8 * ld else kind = 6 + 8 * h end
+        if h <= hour then kind = 5 + 8 * ld + 524288 * h else kind = 6 + 8 * h end
         bump(rk, h, -1)
       end
       if today > ld then

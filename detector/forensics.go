@@ -1,0 +1,111 @@
+package detector
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/spamsurge/spamsurge/forensics"
+)
+
+// Forensics is what a surge incident says about its list beyond the
+// source tags: when it was copied (package forensics), and the evidence
+// that dates it.
+type Forensics struct {
+	// ListSnapshot is when the list was copied: a 95 % interval, or
+	// null, and then ListSnapshotReason says why.
+	ListSnapshot       *forensics.Snapshot `json:"list_snapshot"`
+	ListSnapshotReason string              `json:"list_snapshot_reason,omitempty"`
+	// HitsFirstSeen and HitsAt count the incident's first spams by the
+	// hour of the address's first mail and by the hour of the first
+	// spam: [[hour since the Unix epoch, count], ...], oldest first.
+	HitsFirstSeen HourCounts `json:"hits_first_seen,omitempty"`
+	HitsAt        HourCounts `json:"hits_at,omitempty"`
+}
+
+// HourCounts counts by hour (hours since the Unix epoch).
+type HourCounts map[int64]int
+
+// MarshalJSON writes [[hour, count], ...] in hour order.
+func (h HourCounts) MarshalJSON() ([]byte, error) {
+	ks := make([]int64, 0, len(h))
+	for k := range h {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	out := make([][2]int64, len(ks))
+	for i, k := range ks {
+		out[i] = [2]int64{k, int64(h[k])}
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (h *HourCounts) UnmarshalJSON(b []byte) error {
+	var pairs [][2]int64
+	if err := json.Unmarshal(b, &pairs); err != nil {
+		return fmt.Errorf("hour counts: %w", err)
+	}
+	*h = make(HourCounts, len(pairs))
+	for _, p := range pairs {
+		(*h)[p[0]] += int(p[1])
+	}
+	return nil
+}
+
+// addFS adds a first spam to the incident: its recipient, campaign and,
+// for dating, its first-mail and spam hours.
+func (in *Incident) addFS(f *fsEvent) {
+	in.add(f.id, f.mi, f.dormant)
+	if f.seenHr == 0 {
+		return
+	}
+	if in.HitsFirstSeen == nil {
+		in.HitsFirstSeen, in.HitsAt = HourCounts{}, HourCounts{}
+	}
+	in.HitsFirstSeen[f.seenHr]++
+	in.HitsAt[f.t.Unix()/3600]++
+}
+
+// seenHour is the hour of a first mail (minutes since the epoch; 0:
+// not known) as the first-seen accounting counts it: from the hour the
+// address matured, which a shared store's tally knows (not the minute),
+// so that every instance of a fleet and a detector with its own
+// recipients say the same.
+func (d *Detector) seenHour(firstMail uint32) int64 {
+	if firstMail == 0 {
+		return 0
+	}
+	return d.pop.MatureHour(firstMail) - d.matureLag()
+}
+
+// matureLag is the hours from a first mail's hour (as seenHour has it) to
+// the hour the address matures: the warm-up's hours and one, for a first
+// mail not on the hour.
+func (d *Detector) matureLag() int64 {
+	return int64((d.pop.Warmup()+time.Hour-1)/time.Hour) + 1
+}
+
+// date brings in's list snapshot up to date (annotate calls it when its
+// recipients changed).
+func (d *Detector) date(in *Incident) {
+	if in.Kind != KindSurge {
+		return
+	}
+	if len(in.HitsFirstSeen) == 0 {
+		in.ListSnapshot, in.ListSnapshotReason = nil, "no first-mail times recorded for its first spams"
+		return
+	}
+	seen, risk := d.pop.FirstSeen()
+	// The at-risk histogram is by maturation hour: back to the hour of
+	// the first mail, as seenHour.
+	ev := forensics.Evidence{
+		Seen:          forensics.Hours{From: seen.From, N: seen.N},
+		Risk:          forensics.Hours{From: risk.From - d.matureLag(), N: risk.N},
+		Warmup:        d.pop.Warmup(),
+		HitsFirstMail: in.HitsFirstSeen,
+		HitsAt:        in.HitsAt,
+	}
+	in.ListSnapshot, in.ListSnapshotReason = forensics.Date(ev)
+}
