@@ -278,6 +278,9 @@ func (p *Pusher) toAlert(t *tracked, now time.Time) amAlert {
 	if in.CanarySource != "" {
 		a.Annotations["canary_source"] = in.CanarySource
 	}
+	if s := in.ListSnapshotText(); s != "" {
+		a.Annotations["list_snapshot"] = s
+	}
 	if p.o.APIURL != "" {
 		a.GeneratorURL = strings.TrimRight(p.o.APIURL, "/") + "/api/v1/incidents/" + url.PathEscape(in.ID)
 	}
@@ -329,6 +332,9 @@ func description(in detector.Incident) string {
 	}
 	if in.TopSource != "" {
 		fmt.Fprintf(&b, " Source: %s.", in.TopSource)
+	}
+	if in.ListSnapshot != nil {
+		fmt.Fprintf(&b, " List %s.", in.ListSnapshot)
 	}
 	b.WriteString(" Get the affected customers with: spamsurge resolve --config FILE --incident " + in.ID + " --addresses customers.txt")
 	return b.String()

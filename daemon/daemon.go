@@ -339,6 +339,11 @@ func logEvents(log *zap.Logger, evs []detector.Event) {
 		if ev.CanarySource != "" {
 			fields = append(fields, zap.String("canary_source", ev.CanarySource))
 		}
+		if s := ev.ListSnapshot; s != nil {
+			fields = append(fields, zap.Time("list_snapshot_not_before", s.NotBefore), zap.Time("list_snapshot_not_after", s.NotAfter))
+		} else if ev.ListSnapshotReason != "" {
+			fields = append(fields, zap.String("list_snapshot_reason", ev.ListSnapshotReason))
+		}
 		log.Warn("incident", fields...)
 	}
 }

@@ -109,3 +109,15 @@ func (d *Detector) date(in *Incident) {
 	}
 	in.ListSnapshot, in.ListSnapshotReason = forensics.Date(ev)
 }
+
+// ListSnapshotText says when the list was copied, or why that is not
+// known ("" for an incident that is not a surge).
+func (f *Forensics) ListSnapshotText() string {
+	switch {
+	case f.ListSnapshot != nil:
+		return f.ListSnapshot.String()
+	case f.ListSnapshotReason != "":
+		return "not dated: " + f.ListSnapshotReason
+	}
+	return ""
+}

@@ -287,3 +287,9 @@ const (
 	// says nothing useful.
 	maxWidth = 30 * 24 * time.Hour
 )
+
+// String says the interval in words.
+func (s *Snapshot) String() string {
+	const f = "2006-01-02 15:04"
+	return fmt.Sprintf("copied between %s and %s UTC (%.0f %% interval)", s.NotBefore.UTC().Format(f), s.NotAfter.UTC().Format(f), s.Confidence*100)
+}

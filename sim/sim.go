@@ -18,7 +18,12 @@
 // leaked address gets one message from one of them, so no campaign looks
 // new) and shopleak (a hosting provider: the population spread over many
 // customer domains of Zipf-like sizes, and 40 never-spammed addresses of
-// the domain nearest 750 addresses get their first spam over 8 hours).
+// the domain nearest 750 addresses get their first spam over 8 hours) and
+// backup (60 days, 30 % of the addresses created during the run, each new
+// one welcomed with a mail within hours; a list copied from the addresses
+// that existed Config.CopyAge before its use, three weeks by default, is
+// spammed from day 55 over a day: about 150 of its addresses get their
+// first spam; Truth.ListCopiedAt is when it was copied).
 package sim
 
 import (
@@ -34,7 +39,7 @@ import (
 )
 
 // Scenarios lists the scenario names.
-var Scenarios = []string{"baseline", "plusnet", "drip", "drip-mixed", "shopleak"}
+var Scenarios = []string{"baseline", "plusnet", "drip", "drip-mixed", "shopleak", "backup"}
 
 // Config chooses a scenario.
 type Config struct {
@@ -50,6 +55,11 @@ type Config struct {
 	// (custNNN.example) of Zipf-like sizes, the k-th largest about 1/k of
 	// the largest; 0 keeps the three example domains (shopleak: 60).
 	Domains int
+	// Joining (backup) is the share of the addresses created during the
+	// run (0: 30 %), CopyAge how long before its use the list was copied
+	// (0: 21 days).
+	Joining float64
+	CopyAge time.Duration
 }
 
 // Truth is what the stream hides: written beside it as JSON.
@@ -78,6 +88,10 @@ type Truth struct {
 	// size (addresses).
 	LeakedDomain     string `json:"leaked_domain,omitempty"`
 	LeakedDomainSize int    `json:"leaked_domain_size,omitempty"`
+
+	// ListCopiedAt (backup) is when the leaked list was copied: it holds
+	// only addresses created by then.
+	ListCopiedAt *time.Time `json:"list_copied_at,omitempty"`
 
 	sources   map[string][]int // source → population indexes
 	segment   [2]int           // plusnet: the leaked source's index range
@@ -149,6 +163,14 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		if cfg.Domains == 0 {
 			cfg.Domains = 60
 		}
+	case "backup":
+		days = 60
+		if cfg.Joining <= 0 {
+			cfg.Joining = 0.3
+		}
+		if cfg.CopyAge <= 0 {
+			cfg.CopyAge = 21 * 24 * time.Hour
+		}
 	default:
 		return nil, fmt.Errorf("sim: unknown scenario %q (have %s)", cfg.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -169,6 +191,17 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 			p.joinsDay = 1 + rng.IntN(days)
 		}
 	}
+	if cfg.Scenario == "backup" {
+		// Its own draw of who joins when, the other scenarios' streams
+		// unchanged.
+		jr := rand.New(rand.NewPCG(cfg.Seed, 0x1015))
+		for i := range pop {
+			pop[i].joinsDay = 0
+			if jr.Float64() < cfg.Joining {
+				pop[i].joinsDay = 1 + jr.IntN(days-1)
+			}
+		}
+	}
 	tr := &Truth{Scenario: cfg.Scenario, Seed: cfg.Seed, Addresses: n, Start: cfg.Start, End: cfg.Start.Add(time.Duration(days) * 24 * time.Hour)}
 	if cfg.Domains > 0 {
 		tr.names = newLayout(n, cfg.Domains)
@@ -187,6 +220,12 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 		tr.Holiday = &Window{cfg.Start.Add(60 * 24 * time.Hour), cfg.Start.Add(67 * 24 * time.Hour)}
 	case "plusnet", "drip", "drip-mixed", "shopleak":
 		leakDay = 42
+	case "backup":
+		leakDay = 55
+		// Copied at noon, so that the addresses created on a day (at its
+		// start) up to the copy's are on it.
+		c := cfg.Start.Add(time.Duration(leakDay)*24*time.Hour + leakStartOff - cfg.CopyAge).Truncate(24 * time.Hour).Add(12 * time.Hour)
+		tr.ListCopiedAt = &c
 	}
 	// Leaked lists are chosen at leak time among the addresses then
 	// tracked; see below.
@@ -215,6 +254,10 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 			p := &pop[i]
 			if p.joinsDay > day {
 				continue
+			}
+			if cfg.Scenario == "backup" && p.joinsDay == day && day > 0 {
+				// A new account's welcome mail, within hours.
+				msgs = append(msgs, msg{t: dayStart.Add(time.Duration(rng.ExpFloat64() * 3 * float64(time.Hour))), rcpt: []int{i}})
 			}
 			k := poisson(rng, p.ham*hamFactor)
 			for j := 0; j < k; j++ {
@@ -262,6 +305,8 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 					var d int
 					leaked, d = tr.names.chooseShop(rng, pop, 750, 40)
 					tr.LeakedDomain, tr.LeakedDomainSize = tr.names.names[d], tr.names.size(d)
+				} else if cfg.Scenario == "backup" {
+					leaked = chooseBackup(rng, pop, tr.ListCopiedAt.Sub(cfg.Start))
 				} else {
 					leaked, segLo = chooseLeak(rng, pop, cfg.Scenario, n)
 				}
@@ -269,7 +314,7 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 					tr.segment = [2]int{segLo, segLo + n/10}
 				}
 				l := Leak{Kind: "burst", Start: dayStart.Add(leakStartOff)}
-				if cfg.Scenario == "drip" || cfg.Scenario == "drip-mixed" || cfg.Scenario == "shopleak" {
+				if cfg.Scenario == "drip" || cfg.Scenario == "drip-mixed" || cfg.Scenario == "shopleak" || cfg.Scenario == "backup" {
 					l.Kind = "drip"
 					leakLen = 3
 				}
@@ -332,6 +377,20 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 						c.msgid = "mta.shop-offers.example"
 						c.dur = 40 * time.Minute
 						c.rcpts = leaked[k:min(k+4, len(leaked))]
+						msgs = appendCampaign(rng, msgs, c)
+					}
+				}
+			case "backup":
+				// The list spammed over a day by small campaigns of one
+				// sender, 10 recipients each.
+				if day == leakDay {
+					l.End = l.Start.Add(24 * time.Hour)
+					for k := 0; k < len(leaked); k += 10 {
+						c := newCampaign(rng, l.Start.Add(time.Duration(k)*24*time.Hour/time.Duration(len(leaked))))
+						c.from = "offers@backup-deals.example"
+						c.msgid = "mta.backup-deals.example"
+						c.dur = 30 * time.Minute
+						c.rcpts = leaked[k:min(k+10, len(leaked))]
 						msgs = appendCampaign(rng, msgs, c)
 					}
 				}
@@ -409,6 +468,30 @@ func chooseLeak(rng *rand.Rand, pop []person, scenario string, n int) (leaked []
 		out = append(out, lo+rng.IntN(seg))
 	}
 	return out, lo
+}
+
+// chooseBackup is backup's list: addresses that existed at the copy
+// (created by then: joined on a day that started before it), about 190
+// never spammed, which gives some 150 first spams among those at risk
+// when it is used, and a third as many already spammed.
+func chooseBackup(rng *rand.Rand, pop []person, copied time.Duration) []int {
+	var out []int
+	spammed := 0
+	for _, i := range rng.Perm(len(pop)) {
+		if time.Duration(pop[i].joinsDay)*24*time.Hour > copied {
+			continue
+		}
+		if pop[i].spam == 0 && len(out)-spammed < 190 {
+			out = append(out, i)
+		} else if pop[i].spam > 0 && spammed < 60 {
+			out = append(out, i)
+			spammed++
+		}
+		if len(out) >= 250 {
+			break
+		}
+	}
+	return out
 }
 
 var (

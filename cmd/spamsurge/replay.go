@@ -207,6 +207,9 @@ func replayCommand() command {
 					if ev.TopSource != "" || ev.CanarySource != "" {
 						fmt.Fprintf(e.stderr, "  source: %s%s\n", ev.TopSource, ev.CanarySource)
 					}
+					if s := ev.ListSnapshotText(); s != "" {
+						fmt.Fprintf(e.stderr, "  list: %s\n", s)
+					}
 					return nil
 				},
 				OnMalformed: func(name string, line int, err error) {

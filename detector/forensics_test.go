@@ -1,0 +1,77 @@
+package detector
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/spamsurge/spamsurge/ingest"
+	"github.com/spamsurge/spamsurge/sim"
+	"github.com/spamsurge/spamsurge/store"
+)
+
+// The backup scenario's list, copied weeks before its use, dated by the
+// real detector from its own state: the surge incident's list_snapshot
+// brackets the true copy time, on every seed it dates, and it dates most.
+// (forensics.TestDateCoverage checks the estimator on many more seeds.)
+func TestListSnapshotBracketsCopy(t *testing.T) {
+	seeds := []uint64{1, 2, 3, 4, 5, 6}
+	if testing.Short() {
+		seeds = seeds[:2]
+	}
+	dated := 0
+	for _, seed := range seeds {
+		age := time.Duration(14+3*int(seed%3)) * 24 * time.Hour
+		var buf bytes.Buffer
+		tr, err := sim.Run(sim.Config{Scenario: "backup", Seed: seed, Addresses: 6000, CopyAge: age}, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHarness(t, store.NewMemory(), testKey(t, 5), func(o *Options) { o.Warmup, o.Learn = 168*time.Hour, 72*time.Hour })
+		sc := bufio.NewScanner(&buf)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			o, err := ingest.Parse(sc.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.ev = append(h.ev, h.d.Observe(o)...)
+		}
+		var last *Incident
+		for _, in := range h.d.Incidents() {
+			if in.Kind == KindSurge && !in.StartedAt.Before(tr.Leaks[0].Start.Add(-time.Hour)) {
+				last = &in
+			}
+		}
+		if last == nil {
+			t.Fatalf("seed %d: no surge incident for the leak at %s", seed, tr.Leaks[0].Start)
+		}
+		raw, _ := json.Marshal(last)
+		var back struct {
+			Snap   json.RawMessage `json:"list_snapshot"`
+			Reason string          `json:"list_snapshot_reason"`
+		}
+		if err := json.Unmarshal(raw, &back); err != nil || back.Snap == nil {
+			t.Fatalf("seed %d: incident JSON without list_snapshot: %.300s", seed, raw)
+		}
+		s := last.ListSnapshot
+		copied := *tr.ListCopiedAt
+		if s == nil {
+			if back.Reason == "" || string(back.Snap) != "null" {
+				t.Fatalf("seed %d: list_snapshot %s without a reason", seed, back.Snap)
+			}
+			t.Logf("seed %d (copied %s before use): %d recipients, not dated: %s", seed, age, last.Recipients, back.Reason)
+			continue
+		}
+		dated++
+		t.Logf("seed %d: copied %s, %d recipients: %s", seed, copied.Format(time.DateTime), last.Recipients, s)
+		if copied.Before(s.NotBefore) || copied.After(s.NotAfter) {
+			t.Errorf("seed %d: copied %s, outside %s … %s", seed, copied, s.NotBefore, s.NotAfter)
+		}
+	}
+	if dated*2 < len(seeds) {
+		t.Errorf("%d of %d leaks dated", dated, len(seeds))
+	}
+}
