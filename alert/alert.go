@@ -36,7 +36,8 @@ type Options struct {
 	Timeout time.Duration
 	// RunbookURL is put in every alert's runbook_url annotation.
 	RunbookURL string
-	// APIURL is our own HTTP base, for generatorURL links.
+	// APIURL is our own HTTP base (http.external_url), for the
+	// generatorURL and incident_url links.
 	APIURL string
 
 	Logger     *zap.Logger
@@ -282,7 +283,9 @@ func (p *Pusher) toAlert(t *tracked, now time.Time) amAlert {
 		a.Annotations["list_snapshot"] = s
 	}
 	if p.o.APIURL != "" {
-		a.GeneratorURL = strings.TrimRight(p.o.APIURL, "/") + "/api/v1/incidents/" + url.PathEscape(in.ID)
+		base := strings.TrimRight(p.o.APIURL, "/")
+		a.GeneratorURL = base + "/api/v1/incidents/" + url.PathEscape(in.ID)
+		a.Annotations["incident_url"] = base + "/ui/incidents/" + url.PathEscape(in.ID)
 	}
 	if t.resolved && in.ResolvedAt != nil {
 		a.EndsAt = in.ResolvedAt.UTC()

@@ -45,6 +45,12 @@ type Options struct {
 	NotAfter func() time.Time
 	// Registerer receives the API's own metrics (nil: none).
 	Registerer prometheus.Registerer
+	// FirstSeen returns the population's first-seen curve for the
+	// incident pages (nil, or returning nil: not shown).
+	FirstSeen func() *detector.FirstSeenCurve
+	// ConfigPath is the daemon's configuration file, for the resolve
+	// command the incident pages print.
+	ConfigPath string
 
 	rspamd *prometheus.CounterVec
 }
@@ -73,6 +79,7 @@ func Handler(o Options) http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	o.apiRoutes(mux)
+	o.uiRoutes(mux)
 	return mux
 }
 

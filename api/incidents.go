@@ -64,6 +64,10 @@ func (o *Options) authOr(basic bool, next http.Handler) http.Handler {
 		}
 		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(o.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="spamsurge"`)
+			if basic {
+				// A browser asks for Basic credentials, never a bearer token.
+				w.Header().Add("WWW-Authenticate", `Basic realm="spamsurge", charset="UTF-8"`)
+			}
 			apiError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 			return
 		}

@@ -150,6 +150,10 @@ type Store struct {
 type HTTP struct {
 	Listen    string `yaml:"listen"`
 	TokenFile string `yaml:"token_file"`
+	// ExternalURL is where people reach the HTTP endpoints (behind a
+	// proxy, or by a name): the base of the incident pages' links in
+	// alerts (incident_url, generatorURL). Default: http:// and Listen.
+	ExternalURL string `yaml:"external_url"`
 }
 
 // Detector tunes the surge detector.
@@ -537,6 +541,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkHostPort("http.listen", c.HTTP.Listen)
+	if u := c.HTTP.ExternalURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.RawQuery != "" || pu.Fragment != "" {
+			bad("http.external_url", "%q is not an http(s) base URL such as https://spamsurge.example.net/", u)
+		}
+	}
 	if c.Store.Path == "" && c.Store.RedisURL == "" && len(c.Store.RedisCluster) == 0 {
 		bad("store.path", "must be set when store.redis_url and store.redis_cluster are empty")
 	}

@@ -48,6 +48,9 @@ type Options struct {
 	// a Registerer and a Gatherer).
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// ConfigPath is the configuration file Config came from ("": none),
+	// for the commands the incident pages print.
+	ConfigPath string
 	// Reload reloads the attribution lists (tags and canaries) on every
 	// receive; cmd/spamsurge sends on it for SIGHUP. A failed reload keeps
 	// the old lists (it is logged and counted). Nil, or closed, means no
@@ -213,6 +216,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	apiOpts := api.Options{
 		Gatherer: o.Gatherer, Logger: log.Named("http"), Token: token, NotAfter: notAfter, Registerer: reg,
+		ConfigPath: o.ConfigPath,
+		FirstSeen: func() *detector.FirstSeenCurve {
+			if det == nil {
+				return nil
+			}
+			return det.FirstSeen()
+		},
 		Incidents: func() []detector.Incident {
 			if det == nil {
 				return nil

@@ -106,7 +106,7 @@ func listsOptions(cfg config.Config, reg prometheus.Registerer, log *zap.Logger)
 func alertOptions(cfg config.Config, log *zap.Logger, reg prometheus.Registerer) alert.Options {
 	return alert.Options{
 		URL: cfg.Alerting.AlertmanagerURL, Logger: log, Registerer: reg,
-		APIURL: "http://" + cfg.HTTP.Listen,
+		APIURL: ExternalURL(cfg),
 	}
 }
 
@@ -125,4 +125,13 @@ func ReadToken(path string) (string, error) {
 		return "", fmt.Errorf("http.token_file: %s is empty", path)
 	}
 	return tok, nil
+}
+
+// ExternalURL is the base URL people reach the HTTP endpoints at:
+// http.external_url, or http:// and http.listen.
+func ExternalURL(cfg config.Config) string {
+	if cfg.HTTP.ExternalURL != "" {
+		return strings.TrimRight(cfg.HTTP.ExternalURL, "/")
+	}
+	return "http://" + cfg.HTTP.Listen
 }

@@ -179,6 +179,7 @@ func (d *Detector) onHour(t time.Time, h int64) {
 	// Maturation, and once a day retention.
 	d.strataHour()
 	d.pop.Mature(h)
+	d.publishCurve()
 	if newDay {
 		d.forget(t)
 	}

@@ -98,6 +98,7 @@ type Detector struct {
 	out      []Event
 	closer   io.Closer // the store, when Open made it
 	snap     atomic.Pointer[[]Incident]
+	curve    atomic.Pointer[FirstSeenCurve]
 	attr     attrState // attribution.go
 	strat    strata    // strata.go
 
@@ -221,6 +222,7 @@ func New(o Options) (*Detector, error) {
 		d.refreshActive(k)
 	}
 	d.publish()
+	d.publishCurve()
 	d.log.Info("recipient state loaded", zap.Int("recipients", d.pop.Tracked()), zap.Int("at_risk", d.pop.AtRisk()), zap.Bool("warmup", d.st.Warm))
 	return d, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spamsurge/spamsurge/forensics"
+	"github.com/spamsurge/spamsurge/recipients"
 )
 
 // Forensics is what a surge incident says about its list beyond the
@@ -128,4 +129,54 @@ func (f *Forensics) ListSnapshotText() string {
 		return "not dated: " + f.ListSnapshotReason
 	}
 	return ""
+}
+
+// FirstSeenCurve is the population's first-seen curve by day (UTC), as
+// of the detector's last hour: what a list's dating is read against.
+type FirstSeenCurve struct {
+	From time.Time // the first day
+	// AtRisk counts the at-risk addresses first mailed on each day, Seen
+	// every tracked address whose first message (not spam) came that day.
+	AtRisk, Seen []int
+}
+
+// FirstSeen is the curve as of the last hour the detector's clock passed
+// (nil before the first). Safe to call from any goroutine.
+func (d *Detector) FirstSeen() *FirstSeenCurve { return d.curve.Load() }
+
+// publishCurve refreshes what FirstSeen returns (hourly: a pass over the
+// hour histograms, a few thousand counters a year of history).
+func (d *Detector) publishCurve() {
+	seen, risk := d.pop.FirstSeen()
+	risk.From -= d.matureLag()
+	first := int64(-1)
+	for _, h := range []recipients.Hours{seen, risk} {
+		for i, n := range h.N {
+			if n != 0 {
+				if day := (h.From + int64(i)) / 24; first < 0 || day < first {
+					first = day
+				}
+				break
+			}
+		}
+	}
+	if first < 0 {
+		return
+	}
+	c := &FirstSeenCurve{From: time.Unix(first*86400, 0).UTC()}
+	add := func(h recipients.Hours, to *[]int) {
+		for i, n := range h.N {
+			if n == 0 {
+				continue
+			}
+			day := int((h.From+int64(i))/24 - first)
+			for len(*to) <= day {
+				*to = append(*to, 0)
+			}
+			(*to)[day] += int(n)
+		}
+	}
+	add(risk, &c.AtRisk)
+	add(seen, &c.Seen)
+	d.curve.Store(c)
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -38,7 +39,7 @@ func serveCommand() command {
 			defer log.Sync()
 			reload, stop := notifyReload()
 			defer stop()
-			if err := daemon.Run(ctx, daemon.Options{Config: cfg, Logger: log, Reload: reload}); err != nil {
+			if err := daemon.Run(ctx, daemon.Options{Config: cfg, ConfigPath: absPath(cf.path), Logger: log, Reload: reload}); err != nil {
 				// Said in the log, where an operator of the daemon looks.
 				log.Error("stopped", zap.Error(err))
 				return exitStatus(1)
@@ -76,4 +77,16 @@ func notifyReload() (reload <-chan struct{}, stop func()) {
 		close(quit)
 		<-done
 	}
+}
+
+// absPath is p made absolute, for the commands the incident pages print
+// ("" stays "").
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
