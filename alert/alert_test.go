@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/forensics"
 )
 
 func incident(state string) detector.Incident {
@@ -107,8 +108,12 @@ func TestPusherSendsResendsResolvesAndRetries(t *testing.T) {
 		t.Errorf("an incident about the whole population named a scope: %v %q", a.Labels, a.Annotations["summary"])
 	}
 	if a.Annotations["observed"] != "412" || a.Annotations["expected"] != "3.5" || !strings.Contains(a.Annotations["top_campaign"], "spam.example (73%)") ||
-		!strings.Contains(a.Annotations["runbook_url"], "RUNBOOK.md#spamsurgeleaksuspected") {
+		!strings.Contains(a.Annotations["runbook_url"], "RUNBOOK.md#spamsurgeleaksuspected") ||
+		a.Annotations["incident_url"] != "http://127.0.0.1:9464/ui/incidents/20260513T091400-surge" {
 		t.Errorf("annotations = %v", a.Annotations)
+	}
+	if _, ok := a.Annotations["list_snapshot"]; ok {
+		t.Errorf("an undated incident with a list_snapshot annotation: %v", a.Annotations)
 	}
 	if !a.StartsAt.Equal(incident("open").StartedAt) || !a.EndsAt.After(time.Now()) {
 		t.Errorf("startsAt %v endsAt %v: want the incident's start and an end in the future", a.StartsAt, a.EndsAt)
@@ -222,7 +227,7 @@ receivers:
 		return r.StatusCode == 200
 	})
 
-	p, _ := New(Options{URL: "http://" + addr, Resend: 500 * time.Millisecond})
+	p, _ := New(Options{URL: "http://" + addr, Resend: 500 * time.Millisecond, APIURL: "https://spamsurge.example.net/"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -232,6 +237,7 @@ receivers:
 	open.StartedAt = time.Now().Add(-time.Minute).UTC()
 	// A leak in one customer domain: its alert names the domain.
 	open.Trigger, open.Scope = detector.TriggerCUSUMDomain, &detector.Scope{Domain: "shop17.example"}
+	open.ListSnapshot = &forensics.Snapshot{NotBefore: time.Date(2026, 4, 2, 16, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 4, 8, 4, 0, 0, 0, time.UTC), Confidence: 0.95}
 	p.Update([]detector.Incident{open})
 	find := func(status string) *note {
 		mu.Lock()
@@ -247,7 +253,9 @@ receivers:
 	n := find("firing")
 	if len(n.Alerts) != 1 || n.Alerts[0].Labels["alertname"] != "SpamSurgeLeakSuspected" || n.Alerts[0].Labels["incident_id"] != open.ID ||
 		n.Alerts[0].Annotations["observed"] != "412" || n.Alerts[0].Annotations["runbook_url"] == "" ||
-		n.Alerts[0].Labels["domain"] != "shop17.example" || !strings.Contains(n.Alerts[0].Annotations["summary"], "of domain shop17.example") {
+		n.Alerts[0].Labels["domain"] != "shop17.example" || !strings.Contains(n.Alerts[0].Annotations["summary"], "of domain shop17.example") ||
+		n.Alerts[0].Annotations["incident_url"] != "https://spamsurge.example.net/ui/incidents/"+open.ID ||
+		n.Alerts[0].Annotations["list_snapshot"] != "copied between 2026-04-02 16:00 and 2026-04-08 04:00 UTC (95 % interval)" {
 		t.Fatalf("firing notification = %+v", n)
 	}
 	// Alertmanager lists it as active.
