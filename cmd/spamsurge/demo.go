@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -74,11 +75,15 @@ type demo struct {
 	rate int
 
 	ham, spam, atRisk []string // recipient pools from the history
-	sent              atomic.Int64
-	sentSpam          atomic.Int64
-	leaked            atomic.Int64
-	failed            atomic.Int64
-	sinkGot           atomic.Int64
+	// listed is the leaked list: the at-risk addresses that existed when
+	// it was copied (copiedAt, three weeks before now).
+	listed   []string
+	copiedAt time.Time
+	sent     atomic.Int64
+	sentSpam atomic.Int64
+	leaked   atomic.Int64
+	failed   atomic.Int64
+	sinkGot  atomic.Int64
 }
 
 func (d *demo) say(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
@@ -186,8 +191,9 @@ func (d *demo) run(ctx context.Context, n int, seed uint64, httpListen string, l
 			if tty {
 				fmt.Fprintln(d.out)
 			}
-			stopTraffic()
 			d.report(in, leakAt, base)
+			d.dateList(ctx, base, in)
+			stopTraffic()
 			break
 		}
 		if announced && time.Since(leakAt) > maxWait {
@@ -205,7 +211,9 @@ func (d *demo) run(ctx context.Context, n int, seed uint64, httpListen string, l
 // noting which addresses got mail, got spam, or neither.
 func (d *demo) bootstrap(ctx context.Context, cfg config.Config, n int, seed uint64) error {
 	var buf bytes.Buffer
-	if _, err := sim.Run(sim.Config{Scenario: "baseline", Seed: seed, Addresses: n, Start: time.Now().UTC().Add(-90 * 24 * time.Hour).Truncate(24 * time.Hour)}, &buf); err != nil {
+	// 30 % of the addresses are created during the 90 days, so that the
+	// population's first mails date the list the spammer uses.
+	if _, err := sim.Run(sim.Config{Scenario: "baseline", Seed: seed, Addresses: n, Joining: 0.3, Start: time.Now().UTC().Add(-90 * 24 * time.Hour).Truncate(24 * time.Hour)}, &buf); err != nil {
 		return err
 	}
 	first := map[string]time.Time{}
@@ -227,6 +235,7 @@ func (d *demo) bootstrap(ctx context.Context, cfg config.Config, n int, seed uin
 		}
 	}
 	established := time.Now().Add(-cfg.Detector.Warmup.D() - 24*time.Hour)
+	d.copiedAt = time.Now().Add(-21 * 24 * time.Hour).UTC().Truncate(time.Hour)
 	for a, t := range first {
 		d.ham = append(d.ham, a)
 		switch {
@@ -234,12 +243,16 @@ func (d *demo) bootstrap(ctx context.Context, cfg config.Config, n int, seed uin
 			d.spam = append(d.spam, a)
 		case t.Before(established):
 			d.atRisk = append(d.atRisk, a)
+			if t.Before(d.copiedAt) {
+				d.listed = append(d.listed, a)
+			}
 		}
 	}
 	sort.Strings(d.ham)
 	sort.Strings(d.spam)
 	sort.Strings(d.atRisk)
-	if len(d.spam) == 0 || len(d.atRisk) < 100 {
+	sort.Strings(d.listed)
+	if len(d.spam) == 0 || len(d.atRisk) < 100 || len(d.listed) < 100 {
 		return fmt.Errorf("history too small (%d spammed, %d at risk): use more --addresses", len(d.spam), len(d.atRisk))
 	}
 
@@ -282,7 +295,7 @@ func (d *demo) traffic(ctx context.Context, proxy string, leakAt time.Time, work
 		spam := false
 		switch r := rng.Float64(); {
 		case time.Now().After(leakAt) && r < 0.35:
-			from, to, subject, spam = "promo@cheap-pills.example", d.atRisk[rng.IntN(len(d.atRisk))], "Your account statement is ready", true
+			from, to, subject, spam = "promo@cheap-pills.example", d.listed[rng.IntN(len(d.listed))], "Your account statement is ready", true
 			d.leaked.Add(1)
 		case r < 0.5:
 			from, to, subject, spam = "news@bulk-offers.example", d.spam[rng.IntN(len(d.spam))], "Limited offer", true
@@ -328,7 +341,8 @@ func (d *demo) report(in map[string]any, leakAt time.Time, base string) {
 			}
 		}
 	}
-	d.say("\n   Details:    curl %s/api/v1/incidents/%s", base, id)
+	d.say("\n   Page:       %s/ui/incidents/%s", base, id)
+	d.say("   Details:    curl %s/api/v1/incidents/%s", base, id)
 	d.say("   Recipients: curl %s/api/v1/incidents/%s/recipients   (keyed hashes, never addresses)", base, id)
 	d.say("   Metrics:    %s/metrics", base)
 }
@@ -427,4 +441,53 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// dateList lets the leak go on until the incident has 150 recipients or
+// 40 s passed, and says when its list was copied against when the demo
+// copied it.
+func (d *demo) dateList(ctx context.Context, base string, in map[string]any) {
+	id, _ := in["id"].(string)
+	d.say("\n4. When was the list copied? The demo's spammer uses a list copied on %s; the leak goes on while the incident grows...", d.copiedAt.Format("2006-01-02 15:04 UTC"))
+	deadline := time.Now().Add(40 * time.Second)
+	var cur map[string]any
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if c, err := surgeByID(base, id); err == nil && c != nil {
+			cur = c
+			if num(c["recipients"]) >= 150 {
+				break
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	if cur == nil {
+		return
+	}
+	s, ok := cur["list_snapshot"].(map[string]any)
+	if !ok {
+		d.say("   list copied  not dated (%v recipients): %v", cur["recipients"], cur["list_snapshot_reason"])
+		return
+	}
+	nb, _ := time.Parse(time.RFC3339, fmt.Sprint(s["not_before"]))
+	na, _ := time.Parse(time.RFC3339, fmt.Sprint(s["not_after"]))
+	verdict := "which holds the true copy time"
+	if d.copiedAt.Before(nb) || d.copiedAt.After(na) {
+		verdict = "which MISSES the true copy time"
+	}
+	d.say("   list copied  between %s and %s (%.0f %% interval, %v recipients), %s",
+		nb.UTC().Format("2006-01-02 15:04"), na.UTC().Format("2006-01-02 15:04 UTC"), 100*num(s["confidence"]), cur["recipients"], verdict)
+}
+
+// surgeByID is incident id from the API (nil: not there).
+func surgeByID(base, id string) (map[string]any, error) {
+	resp, err := http.Get(base + "/api/v1/incidents/" + url.PathEscape(id))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil
+	}
+	var in map[string]any
+	return in, json.NewDecoder(resp.Body).Decode(&in)
 }

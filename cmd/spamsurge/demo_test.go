@@ -18,7 +18,8 @@ func TestDemoCatchesTheLeak(t *testing.T) {
 		t.Fatalf("demo exited %d: %s\n%s", code, errb.String(), out.String())
 	}
 	got := out.String()
-	for _, want := range []string{"the leak starts", "INCIDENT OPENED", "kind         surge", "cheap-pills.example", "/metrics"} {
+	for _, want := range []string{"the leak starts", "INCIDENT OPENED", "kind         surge", "cheap-pills.example", "/metrics", "/ui/incidents/",
+		"which holds the true copy time"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, got)
 		}
