@@ -332,6 +332,7 @@ func (d *Detector) annotate(in *Incident) {
 	at.CanarySource = prev.CanarySource
 	in.Attribution = at
 	d.date(in)
+	d.profile(in)
 }
 
 // SetAttribution attaches source lists to a Detector made by Open (serve

@@ -61,6 +61,7 @@ func (h *HourCounts) UnmarshalJSON(b []byte) error {
 // for dating, its first-mail and spam hours.
 func (in *Incident) addFS(f *fsEvent) {
 	in.add(f.id, f.mi, f.dormant)
+	in.profileAdd(f)
 	if f.seenHr == 0 {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,55 @@ func TestListSnapshotBracketsCopy(t *testing.T) {
 	}
 	if dated*2 < len(seeds) {
 		t.Errorf("%d of %d leaks dated", dated, len(seeds))
+	}
+}
+
+// The profile of a small domain's leak (shopleak, per-domain counts on)
+// names the domain, with its lift, and estimates the candidates to notify
+// from that domain's at-risk addresses.
+func TestProfileNamesTheDomain(t *testing.T) {
+	var buf bytes.Buffer
+	tr, err := sim.Run(sim.Config{Scenario: "shopleak", Seed: 2, Addresses: 20000}, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, store.NewMemory(), testKey(t, 6), func(o *Options) {
+		o.PerDomain, o.Warmup, o.Learn = true, 168*time.Hour, 72*time.Hour
+	})
+	sc := bufio.NewScanner(&buf)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		o, err := ingest.Parse(sc.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.ev = append(h.ev, h.d.Observe(o)...)
+	}
+	var in *Incident
+	for _, x := range h.d.Incidents() {
+		if x.Kind == KindSurge && x.Profile != nil && len(x.Profile.Domains) > 0 {
+			in = &x
+		}
+	}
+	if in == nil {
+		t.Fatalf("no surge incident with a domain profile (leaked domain %s)", tr.LeakedDomain)
+	}
+	p := in.Profile
+	top := p.Domains[0]
+	t.Logf("%s: %d recipients, domains %+v, candidates %s, dormant %.2f long %.2f", in.ID, in.Recipients, p.Domains, p.Candidates, p.DormantShare, p.LongDormantShare)
+	if top.Domain != tr.LeakedDomain || top.Lift < 5 || top.InIncident > in.Recipients || top.Share <= top.PopulationShare {
+		t.Fatalf("top domain %+v, the leak was in %s (%d addresses)", top, tr.LeakedDomain, tr.LeakedDomainSize)
+	}
+	c := p.Candidates
+	if c == nil || !strings.Contains(c.Basis, tr.LeakedDomain) || c.Low > c.Estimate || c.Estimate > c.High {
+		t.Fatalf("candidates %+v", c)
+	}
+	// The domain's at-risk addresses: fewer than its addresses, more than
+	// the hits.
+	if c.Estimate > tr.LeakedDomainSize || c.Estimate < in.Recipients {
+		t.Errorf("candidates %d for a domain of %d addresses and %d hits", c.Estimate, tr.LeakedDomainSize, in.Recipients)
+	}
+	if p.DormantShare != in.DormantShare || p.LongDormantShare > p.DormantShare {
+		t.Errorf("dormant %.2f, long dormant %.2f (incident %.2f)", p.DormantShare, p.LongDormantShare, in.DormantShare)
 	}
 }

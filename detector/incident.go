@@ -47,9 +47,15 @@ type Incident struct {
 	RecipientIDs       []addr.ID `json:"recipient_ids"`
 	Attribution                  // inline: tags, top_tag, subaddress_details... (attribution.go)
 	Forensics                    // inline: list_snapshot... (forensics.go)
+	// Profile (surge) says what kind of list it is (profile.go).
+	Profile *Profile `json:"profile,omitempty"`
 
 	dormant int
 	groups  [nDims]map[string]int
+	// Profile counts (profile.go): long-dormant recipients, and
+	// recipients by domain name.
+	longDormant int
+	domHits     map[string]int
 	st      *stratum // a scoped incident's stratum (nil until attached)
 }
 
@@ -237,6 +243,7 @@ func (in *Incident) restoreGroups() {
 		}
 	}
 	in.dormant = int(in.DormantShare*float64(in.Recipients) + 0.5)
+	in.restoreProfile()
 }
 
 func (in *Incident) snapshot(event string, at time.Time) Event {

@@ -34,7 +34,7 @@ func (s *sharedStore) apply(d *Detector, o ingest.Observation) *Applied {
 	s.pop.Mature(o.Time.Unix() / 3600)
 	outs := s.pop.Apply(o.Time, rc, o.Spam, nil)
 	for i := range outs {
-		oc := recipients.Outcome{Kind: outs[i].Kind, ID: outs[i].ID, Detail: outs[i].Detail, Dormant: outs[i].Dormant, Source: outs[i].Source}
+		oc := recipients.Outcome{Kind: outs[i].Kind, ID: outs[i].ID, Detail: outs[i].Detail, Dormant: outs[i].Dormant, LongDormant: outs[i].LongDormant, Source: outs[i].Source}
 		key := recipients.Rcpt{ID: oc.ID}
 		var h int64
 		switch oc.Kind {

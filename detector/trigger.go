@@ -20,6 +20,8 @@ type fsEvent struct {
 	dom       uint16 // the address's domain id (recipients.Outcome.Domain)
 	tags      uint64 // its tag mask
 	seenHr    int64  // the hour of its first mail (seenHour; 0: not known)
+	long      bool   // long dormant
+	domName   string // its domain's name ("": unknown)
 }
 
 // firstSpam handles the first spam of an at-risk address (it has left the
@@ -35,7 +37,7 @@ func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g
 	}
 	if !counted {
 		// Beyond its campaign's quota: only the share test counts it.
-		f := fsEvent{t: t, id: id, mi: mi.complete(), dormant: dormant, dom: oc.Domain, tags: oc.TagMask(), seenHr: d.seenHour(oc.FirstMail)}
+		f := fsEvent{t: t, id: id, mi: mi.complete(), dormant: dormant, dom: oc.Domain, tags: oc.TagMask(), seenHr: d.seenHour(oc.FirstMail), long: oc.LongDormant, domName: d.pop.DomainName(oc.Domain)}
 		if d.scopedFor(&f) != nil {
 			return
 		}
@@ -48,7 +50,7 @@ func (d *Detector) firstSpam(t time.Time, oc *recipients.Outcome, mi *msgInfo, g
 	}
 	g.counted++
 	mi.complete()
-	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant, novel: nv, dom: oc.Domain, tags: oc.TagMask(), seenHr: d.seenHour(oc.FirstMail)}
+	f := fsEvent{t: t, id: id, mi: mi, dormant: dormant, novel: nv, dom: oc.Domain, tags: oc.TagMask(), seenHr: d.seenHour(oc.FirstMail), long: oc.LongDormant, domName: d.pop.DomainName(oc.Domain)}
 	// A first spam in the stratum of an open scoped incident is
 	// explained by it: it feeds no other test.
 	if in := d.scopedFor(&f); in != nil {

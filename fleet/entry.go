@@ -43,6 +43,7 @@ type out struct {
 	Detail  string          `json:"d,omitempty"`
 	Domain  string          `json:"dom,omitempty"`
 	Dormant bool            `json:"dr,omitempty"`
+	LongDor bool            `json:"ldr,omitempty"` // long dormant
 	Hour    int64           `json:"h,omitempty"` // EarlySpam: maturation hour
 	Source  string          `json:"src,omitempty"`
 }
@@ -73,7 +74,7 @@ func newEntry(o *ingest.Observation, rc []recipients.Rcpt, outs []recipients.Out
 			continue
 		}
 		e.Outs[i] = out{Kind: oc.Kind, ID: oc.ID[:], Detail: oc.Detail,
-			Domain: rc[i].Domain, Dormant: oc.Dormant, Source: oc.Source}
+			Domain: rc[i].Domain, Dormant: oc.Dormant, LongDor: oc.LongDormant, Source: oc.Source}
 		if i < len(hours) {
 			e.Outs[i].Hour = hours[i]
 		}
@@ -95,7 +96,7 @@ func (o *out) outcome() (recipients.Outcome, error) {
 	case len(o.ID) != len(oc.ID):
 		return oc, errBadEntry
 	}
-	oc.Kind, oc.Detail, oc.Dormant, oc.Source = o.Kind, o.Detail, o.Dormant, o.Source
+	oc.Kind, oc.Detail, oc.Dormant, oc.LongDormant, oc.Source = o.Kind, o.Detail, o.Dormant, o.LongDor, o.Source
 	copy(oc.ID[:], o.ID)
 	return oc, nil
 }

@@ -28,6 +28,19 @@ import (
 // it is written again.
 const lastMailSlack = 7
 
+// LongDormantFactor: an address without mail for this many times the
+// dormancy period (six months for the default 30 days) is long dormant.
+const LongDormantFactor = 6
+
+// IdleFor says whether an address whose last mail was on lastDay (days
+// since the epoch) is dormant, and long dormant, at t. The last mail is
+// kept to the day: idleness counts from the day's end, so dormant means
+// surely dormant.
+func IdleFor(t time.Time, lastDay uint16, dormant time.Duration) (isDormant, long bool) {
+	idle := t.Sub(time.Unix(int64(lastDay+1)*86400, 0))
+	return idle >= dormant, idle >= LongDormantFactor*dormant
+}
+
 // Rcpt is one recipient of a message, normalised and hashed.
 type Rcpt struct {
 	ID     addr.ID
@@ -66,8 +79,9 @@ type Outcome struct {
 	ID     addr.ID
 	Detail string
 	// Dormant (FirstSpam): the address had no mail for Options.Dormant
-	// before this one.
-	Dormant bool
+	// before this one; LongDormant, for LongDormantFactor times that (a
+	// dead account, as an old backup's list is full of).
+	Dormant, LongDormant bool
 	// Source (Canary): the source the canary was planted in.
 	Source string
 	// Domain is the id of the domain the address is counted under
@@ -307,7 +321,7 @@ func (p *Population) Apply(t time.Time, rcpts []Rcpt, spam bool, out []Outcome) 
 				oc.FirstMail = st.firstMail
 				// The last mail is kept to the day: count from the
 				// day's end, so dormant means surely dormant.
-				oc.Dormant = t.Sub(time.Unix(int64(st.lastDay+1)*86400, 0)) >= p.o.Dormant
+				oc.Dormant, oc.LongDormant = IdleFor(t, st.lastDay, p.o.Dormant)
 				oc.mask = p.tags.mask(k)
 			} else {
 				oc.Kind = EarlySpam

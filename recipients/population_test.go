@@ -385,3 +385,22 @@ func TestDomainsOff(t *testing.T) {
 		t.Fatalf("domains kept while off: %d domains, array %v, record %+v, meta %v", p.Domains(), p.tab.doms != nil, p.Batch().Recs[0].Rec, p.Batch().Meta)
 	}
 }
+
+func TestIdleFor(t *testing.T) {
+	const month = 30 * 24 * time.Hour
+	day := uint16(t0.Unix() / 86400)
+	for _, c := range []struct {
+		later         time.Duration
+		dormant, long bool
+	}{
+		{29 * 24 * time.Hour, false, false},
+		{32 * 24 * time.Hour, true, false},
+		{170 * 24 * time.Hour, true, false},
+		{182 * 24 * time.Hour, true, true},
+	} {
+		d, l := IdleFor(t0.Add(c.later), day, month)
+		if d != c.dormant || l != c.long {
+			t.Errorf("%s after the last mail: dormant %v long %v, want %v %v", c.later, d, l, c.dormant, c.long)
+		}
+	}
+}

@@ -149,7 +149,6 @@ pre{background:#1d2430;color:#e8ecf1;padding:.7em;border-radius:4px;overflow-x:a
 <tr><td>Resolved</td><td>{{tsp $in.ResolvedAt}}</td></tr>
 <tr><td>Recipients</td><td>{{$in.Recipients}}</td></tr>
 <tr><td>First spams observed / expected</td><td>{{printf "%.0f" $in.Observed}} / {{f1 $in.Expected}} (score {{f1 $in.Score}})</td></tr>
-<tr><td>Dormant before their first spam</td><td>{{pct $in.DormantShare}}</td></tr>
 {{if $in.DictionaryEvidence}}<tr><td>Dictionary evidence</td><td>{{$in.DictionaryEvidence}}</td></tr>{{end}}
 </table></section>
 
@@ -161,6 +160,17 @@ pre{background:#1d2430;color:#e8ecf1;padding:.7em;border-radius:4px;overflow-x:a
 <p class="legend"><span style="background:#9aa5b1"></span>at-risk addresses by the day of their first mail<span style="background:#d62728"></span>this incident's addresses (own scale)<span style="background:#ff7f0e;opacity:.4"></span>copy interval</p>
 <p><small>A list holds only addresses that existed when it was copied: the newly spammed addresses stop where the copy was taken, while the population goes on.</small></p>
 {{else}}<p><small>{{if not .Curve}}The population's first-seen curve is not available yet (the detector publishes it hourly).{{end}}</small></p>{{end}}
+</section>{{end}}
+
+{{with $in.Profile}}<section id="profile"><h2>What is on the list</h2>
+<table class="kv">
+<tr><td>Dormant before their first spam</td><td>{{pct .DormantShare}} (no mail for a month or more)</td></tr>
+<tr><td>Long dormant</td><td>{{pct .LongDormantShare}} (no mail for six months or more: dead accounts, the mark of an old backup)</td></tr>
+{{with .Candidates}}<tr><td>Candidates to notify</td><td><b>about {{.Estimate}}</b>{{if ne .Low .High}} ({{.Low}} to {{.High}}){{end}}: {{.Basis}}</td></tr>{{end}}
+</table>
+{{if .Domains}}<h3 style="font-size:.95em;margin:.6em 0 .2em">Recipient domains it concentrates in</h3><div class="wrap"><table><tr><th>Domain</th><th class="num">In incident</th><th class="num">Share</th><th class="num">Of population</th><th class="num">Lift</th></tr>
+{{range .Domains}}<tr><td>{{.Domain}}</td><td class="num">{{.InIncident}}</td><td class="num">{{pct .Share}}</td><td class="num">{{pct .PopulationShare}}</td><td class="num">{{f1 .Lift}}×</td></tr>{{end}}
+</table></div>{{end}}
 </section>{{end}}
 
 {{if .Timeline}}<section><h2>Timeline</h2><div class="wrap">{{.Timeline}}</div>

@@ -16,6 +16,9 @@ func sample() (detector.Incident, *detector.FirstSeenCurve) {
 	in := detector.Incident{ID: "20260426T132748Z-surge-1", Kind: detector.KindSurge, State: "open",
 		StartedAt: t0, OpenedAt: t0.Add(30 * time.Minute), UpdatedAt: t0.Add(20 * time.Hour),
 		Trigger: "cusum_novel", Recipients: 120, Observed: 120, Expected: 0.4, Score: 3.2}
+	in.Profile = &detector.Profile{DormantShare: 0.4, LongDormantShare: 0.25,
+		Domains:    []detector.DomainLift{{Domain: "shop17.example", InIncident: 100, Share: 0.83, PopulationShare: 0.02, Lift: 41.5, Score: 80}},
+		Candidates: &detector.Candidates{Estimate: 640, Low: 600, High: 700, Basis: "at-risk addresses of shop17.example"}}
 	in.Campaigns.Subject = []detector.Group{{Key: "<script>alert(1)</script>", Count: 100, Share: 0.83}}
 	in.ListSnapshot = &forensics.Snapshot{NotBefore: time.Date(2026, 4, 2, 16, 0, 0, 0, time.UTC), NotAfter: time.Date(2026, 4, 11, 4, 0, 0, 0, time.UTC), Confidence: 0.95}
 	in.HitsAt = detector.HourCounts{}
@@ -41,7 +44,7 @@ func TestIncidentPage(t *testing.T) {
 	for _, want := range []string{
 		in.ID, "Between 2026-04-02 16:00 UTC and 2026-04-11 04:00 UTC", "8.5 days wide",
 		"spamsurge resolve --config '/etc/spam surge.yaml' --incident 20260426T132748Z-surge-1 --addresses customers.txt --format csv",
-		"&lt;script&gt;", `name="viewport"`,
+		"&lt;script&gt;", `name="viewport"`, "about 640</b> (600 to 700): at-risk addresses of shop17.example", "41.5×", "25 %",
 	} {
 		if !strings.Contains(page, want) && !strings.Contains(html.UnescapeString(page), want) {
 			t.Errorf("page lacks %q", want)

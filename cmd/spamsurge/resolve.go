@@ -32,21 +32,25 @@ func resolveCommand() command {
 	var (
 		cf                               *configFlag
 		incident, addresses, tag, format string
+		profile                          bool
 	)
 	return command{
 		name:    "resolve",
 		summary: "print the addresses from a file that belong to an incident",
-		args:    "--config FILE --incident ID --addresses FILE [--tag NAME] [--format text|csv|json]",
+		args:    "--config FILE --incident ID --addresses FILE [--tag NAME] [--profile] [--format text|csv|json]",
 		help: "Prints the candidate addresses that belong to the incident, matched by keyed hash.\n" +
 			"The incident's hashes come from the running daemon's API, or from the store when\n" +
 			"the daemon is stopped (a fleet's: the snapshot its instances write to Redis). A summary line (counts only) goes to stderr. --config is the\n" +
-			"daemon's own file: resolve reads its key, store, http.listen and tags.",
+			"daemon's own file: resolve reads its key, store, http.listen and tags.\n" +
+			"--profile adds the candidates that share the incident's profile (its source list, its\n" +
+			"domains, first mailed before the list was copied), not only the addresses hit so far.",
 		flags: func(fs *flag.FlagSet) {
 			cf = addConfigFlag(fs)
 			fs.StringVar(&incident, "incident", "", "incident `id`")
 			fs.StringVar(&addresses, "addresses", "", "`file` of candidate addresses, one per line (# comments, blank lines skipped)")
 			fs.StringVar(&tag, "tag", "", "only addresses in this source tag's list (attribution.tags `name`)")
 			fs.StringVar(&format, "format", "text", "output `format`: text (one address a line), csv or json")
+			fs.BoolVar(&profile, "profile", false, "also print the candidates that share the incident's profile (csv and json say which are which)")
 		},
 		run: func(ctx context.Context, e *env) error {
 			if incident == "" || addresses == "" || len(e.args) > 0 {
@@ -59,7 +63,7 @@ func resolveCommand() command {
 			if err != nil {
 				return err
 			}
-			return resolve(ctx, cfg, resolveArgs{incident: incident, addresses: addresses, tag: tag, format: format}, e.stdout, e.stderr)
+			return resolve(ctx, cfg, resolveArgs{incident: incident, addresses: addresses, tag: tag, format: format, profile: profile}, e.stdout, e.stderr)
 		},
 	}
 }
@@ -68,6 +72,7 @@ func resolveCommand() command {
 type resolveArgs struct {
 	incident, addresses, tag string
 	format                   string // text, csv or json; "" is text
+	profile                  bool   // also the profile's candidates (profile.go)
 }
 
 func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stderr io.Writer) error {
@@ -105,14 +110,21 @@ func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stde
 	if err != nil {
 		return err
 	}
+	var pm *profileMatcher
+	if a.profile {
+		if pm, err = newProfileMatcher(ctx, cfg, key, norm, incident, addresses); err != nil {
+			return err
+		}
+		defer pm.close()
+	}
 	want := make(map[addr.ID]bool, len(ids))
 	for _, id := range ids {
 		want[id] = false // not yet printed
 	}
 
 	buf := bufio.NewWriter(stdout)
-	out := newMatchWriter(a.format, buf, incident, tag)
-	var read, invalid, matched, outsideTag, dups int
+	out := newMatchWriter(a.format, buf, incident, tag, a.profile)
+	var read, invalid, matched, outsideTag, dups, candidates int
 	_, err = attribution.ReadList(addresses, func(line int, s string) {
 		read++
 		n, _, err := norm.Normalize(s)
@@ -123,6 +135,11 @@ func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stde
 		id := key.Hash(n)
 		printed, in := want[id]
 		if !in {
+			if pm != nil && pm.match(n, id) && (lists == nil || lists.MaskOf(id) != 0) {
+				want[id] = true // printed: a repeat is a duplicate
+				candidates++
+				out.add(s, matchProfile)
+			}
 			return
 		}
 		if printed {
@@ -135,7 +152,7 @@ func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stde
 			return
 		}
 		matched++
-		out.add(s)
+		out.add(s, matchHit)
 	})
 	if err != nil {
 		return fmt.Errorf("--addresses: %w", err)
@@ -144,6 +161,9 @@ func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stde
 		Matched: matched, NotInFile: len(ids) - matched - outsideTag}
 	if lists != nil {
 		c.OutsideTag = &outsideTag
+	}
+	if pm != nil {
+		c.ProfileCandidates = &candidates
 	}
 	if err := out.close(c); err != nil {
 		return err
@@ -158,6 +178,9 @@ func resolve(ctx context.Context, cfg config.Config, a resolveArgs, stdout, stde
 	}
 	fmt.Fprintf(stderr, "; invalid lines skipped: %d, duplicates: %d; the incident has %d recipients (from %s), not in the candidate file: %d\n",
 		invalid, dups, len(ids), from, c.NotInFile)
+	if pm != nil {
+		fmt.Fprintf(stderr, "incident %s: %d more candidates share its profile: %s\n", incident, candidates, pm.describe())
+	}
 	return nil
 }
 

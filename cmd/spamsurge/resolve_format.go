@@ -18,26 +18,42 @@ type resolveCounts struct {
 	Candidates int  `json:"candidates"`  // lines read from the candidate file (comments and blank lines aside)
 	Invalid    int  `json:"invalid"`     // lines that are no address
 	Duplicates int  `json:"duplicates"`  // lines matching an address already matched
-	Matched    int  `json:"matched"`     // addresses printed
+	Matched    int  `json:"matched"`     // the incident's recipients printed
 	OutsideTag *int `json:"outside_tag"` // with --tag: matched, but not in the tag's list
 	NotInFile  int  `json:"not_in_file"` // the incident's recipients no candidate matched
+	// With --profile: the other addresses printed, which share the
+	// incident's profile.
+	ProfileCandidates *int `json:"profile_candidates,omitempty"`
 }
+
+// Why an address is printed.
+const (
+	matchHit     = "recipient" // one of the incident's recipients
+	matchProfile = "profile"   // shares its profile (--profile)
+)
 
 // matchWriter writes the matching addresses in one format; close ends the
 // output. Writes go to a bufio.Writer, whose Flush reports their errors.
 type matchWriter interface {
-	add(address string)
+	add(address, why string)
 	close(resolveCounts) error
 }
 
-func newMatchWriter(format string, w io.Writer, incident, tag string) matchWriter {
+// newMatchWriter: with profile, csv gets a third column "match" and json
+// a "match" list parallel to "addresses" (the formats without it are
+// unchanged).
+func newMatchWriter(format string, w io.Writer, incident, tag string, profile bool) matchWriter {
 	switch format {
 	case "csv":
 		cw := csv.NewWriter(w)
-		cw.Write([]string{"address", "incident"})
-		return &csvMatches{w: cw, incident: incident}
+		if profile {
+			cw.Write([]string{"address", "incident", "match"})
+		} else {
+			cw.Write([]string{"address", "incident"})
+		}
+		return &csvMatches{w: cw, incident: incident, why: profile}
 	case "json":
-		j := &jsonMatches{w: w}
+		j := &jsonMatches{w: w, why: profile}
 		io.WriteString(w, `{"incident":`+j.str(incident))
 		if tag != "" {
 			io.WriteString(w, `,"tag":`+j.str(tag))
@@ -52,7 +68,7 @@ func newMatchWriter(format string, w io.Writer, incident, tag string) matchWrite
 // --format existed).
 type textMatches struct{ w io.Writer }
 
-func (t textMatches) add(a string) {
+func (t textMatches) add(a, _ string) {
 	io.WriteString(t.w, a)
 	io.WriteString(t.w, "\n")
 }
@@ -64,9 +80,16 @@ func (textMatches) close(resolveCounts) error { return nil }
 type csvMatches struct {
 	w        *csv.Writer
 	incident string
+	why      bool
 }
 
-func (c *csvMatches) add(a string) { c.w.Write([]string{a, c.incident}) }
+func (c *csvMatches) add(a, why string) {
+	if c.why {
+		c.w.Write([]string{a, c.incident, why})
+		return
+	}
+	c.w.Write([]string{a, c.incident})
+}
 
 func (c *csvMatches) close(resolveCounts) error {
 	c.w.Flush()
@@ -76,16 +99,21 @@ func (c *csvMatches) close(resolveCounts) error {
 // jsonMatches: one object, streamed (the list may be long):
 // {"incident":ID,["tag":NAME,]"addresses":[...],"counts":{...}}
 type jsonMatches struct {
-	w io.Writer
-	n int
+	w    io.Writer
+	n    int
+	why  bool
+	whys []string
 }
 
-func (j *jsonMatches) add(a string) {
+func (j *jsonMatches) add(a, why string) {
 	if j.n > 0 {
 		io.WriteString(j.w, ",")
 	}
 	j.n++
 	io.WriteString(j.w, j.str(a))
+	if j.why {
+		j.whys = append(j.whys, why)
+	}
 }
 
 func (j *jsonMatches) close(c resolveCounts) error {
@@ -93,7 +121,12 @@ func (j *jsonMatches) close(c resolveCounts) error {
 	if err != nil {
 		return err
 	}
-	io.WriteString(j.w, `],"counts":`+string(b)+"}\n")
+	io.WriteString(j.w, "]")
+	if j.why {
+		w, _ := json.Marshal(append([]string{}, j.whys...))
+		io.WriteString(j.w, `,"match":`+string(w))
+	}
+	io.WriteString(j.w, `,"counts":`+string(b)+"}\n")
 	return nil
 }
 

@@ -405,7 +405,7 @@ func (s *Store) apply(ctx context.Context, t time.Time, rcpts []recipients.Rcpt,
 			if hours != nil {
 				(*hours)[len(*hours)-(len(out)-p)] = code >> 19
 			}
-			oc.Dormant = t.Sub(time.Unix((lastDay+1)*86400, 0)) >= s.o.Dormant
+			oc.Dormant, oc.LongDormant = recipients.IdleFor(t, uint16(lastDay), s.o.Dormant)
 		default:
 			if hours != nil {
 				*hours = (*hours)[:len(*hours)-(len(out)-base)]
