@@ -56,7 +56,7 @@ type Incident struct {
 	// recipients by domain name.
 	longDormant int
 	domHits     map[string]int
-	st      *stratum // a scoped incident's stratum (nil until attached)
+	st          *stratum // a scoped incident's stratum (nil until attached)
 }
 
 // Campaigns are the first spams of an incident grouped four ways; each list

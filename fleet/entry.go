@@ -44,7 +44,7 @@ type out struct {
 	Domain  string          `json:"dom,omitempty"`
 	Dormant bool            `json:"dr,omitempty"`
 	LongDor bool            `json:"ldr,omitempty"` // long dormant
-	Hour    int64           `json:"h,omitempty"` // EarlySpam: maturation hour
+	Hour    int64           `json:"h,omitempty"`   // EarlySpam: maturation hour
 	Source  string          `json:"src,omitempty"`
 }
 

@@ -263,4 +263,3 @@ func incidentBlobs(ctx context.Context, cfg config.Config) (map[string][]byte, e
 	}
 	return blobs, nil
 }
-
