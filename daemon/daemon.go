@@ -15,6 +15,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,29 +135,19 @@ func Run(ctx context.Context, o Options) error {
 	// detector's clock, or everything after it would count as late.
 	skew := cfg.Detector.MaxClockSkew.D()
 	notAfter := func() time.Time { return time.Now().Add(skew) }
-	var (
-		det    *detector.Detector
-		detErr error
-		rs     *redisstore.Store
-	)
-	if Fleet(cfg) {
-		// A fleet's detectors must all see the same input: the fleet
-		// node refuses the future before the journal.
-		det, rs, detErr = OpenFleet(cfg, reg, dlog, nil, false)
-		if errors.Is(detErr, redisstore.ErrOtherKey) {
-			return detErr // it would split the fleet's population
+	// The detector in use (nil fields: none yet, or none at all). A
+	// fleet whose Redis is unreachable at the start attaches it later
+	// (retryFleet); everything reads it through cur.
+	var cur atomic.Pointer[live]
+	cur.Store(&live{})
+	var detErr atomic.Pointer[error]
+	setErr := func(err error) {
+		if err == nil {
+			detErr.Store(nil)
+		} else {
+			detErr.Store(&err)
 		}
-		if rs != nil {
-			defer rs.Close()
-		}
-	} else {
-		det, detErr = OpenDetector(cfg, reg, dlog, func(o *detector.Options) { o.NotAfter = notAfter })
 	}
-	if det != nil && lists != nil {
-		det.SetAttribution(lists)
-	}
-	// The detector is fed from the queue's goroutine only; its Incidents
-	// snapshot is safe to read from the HTTP and alerting side.
 	var pusher *alert.Pusher
 	if cfg.Alerting.AlertmanagerURL != "" {
 		pusher, err = alert.New(alertOptions(cfg, log, reg))
@@ -165,50 +156,83 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	publish := func(evs []detector.Event) {
-		if len(evs) > 0 && pusher != nil {
+		if det := cur.Load().det; len(evs) > 0 && pusher != nil && det != nil {
 			pusher.Update(det.Incidents())
 		}
 		logEvents(dlog, evs)
 	}
-	// A fleet (store.redis_*): the node applies this instance's mail to
-	// Redis and feeds the whole fleet's journal to the detector.
-	var node *fleet.Node
-	if det != nil && detErr == nil && rs != nil {
-		node, detErr = NewNode(det, rs, lists, notAfter, publish, reg, log)
-	}
-	if detErr != nil {
-		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(detErr))
-		if det != nil {
-			det.Close()
-			det = nil
+	// attach puts a detector (and a fleet's node) in use.
+	attach := func(det *detector.Detector, rs *redisstore.Store) error {
+		if lists != nil {
+			det.SetAttribution(lists)
 		}
+		var node *fleet.Node
+		if rs != nil {
+			// A fleet (store.redis_*): the node applies this instance's
+			// mail to Redis and feeds the whole fleet's journal to the
+			// detector.
+			var err error
+			if node, err = NewNode(det, rs, lists, notAfter, publish, reg, log); err != nil {
+				return err
+			}
+		}
+		cur.Store(&live{det: det, node: node, rs: rs})
+		if pusher != nil {
+			// Incidents still open from before a restart are announced again.
+			pusher.Update(det.Incidents())
+		}
+		return nil
+	}
+	retry := false
+	if Fleet(cfg) {
+		// A fleet's detectors must all see the same input: the fleet
+		// node refuses the future before the journal.
+		det, rs, err := OpenFleet(cfg, reg, dlog, nil, false)
+		switch {
+		case errors.Is(err, redisstore.ErrOtherKey):
+			return err // it would split the fleet's population
+		case err == nil:
+			if err = attach(det, rs); err != nil {
+				det.Close()
+				rs.Close()
+				setErr(err)
+			}
+		case retryable(err):
+			retry = true
+			setErr(fmt.Errorf("%w (retrying in the background)", err))
+		default:
+			setErr(err)
+		}
+	} else if det, err := OpenDetector(cfg, reg, dlog, func(o *detector.Options) { o.NotAfter = notAfter }); err != nil {
+		setErr(err)
+	} else {
+		attach(det, nil)
+	}
+	if e := detErr.Load(); e != nil {
+		dlog.Error("detector unavailable; relaying mail without detection", zap.Error(*e))
 	}
 	consume := func(ob ingest.Observation) {
 		if ce := dlog.Check(zap.DebugLevel, "observation"); ce != nil {
 			ce.Write(zap.Int("rcpt", len(ob.Rcpt)), zap.Int("rejected", len(ob.Rejected)), zap.Bool("spam", ob.Spam))
 		}
-		switch {
-		case node != nil:
-			node.Observe(ob)
-		case det != nil:
-			publish(det.Observe(ob))
+		switch l := cur.Load(); {
+		case l.node != nil:
+			l.node.Observe(ob)
+		case l.det != nil:
+			publish(l.det.Observe(ob))
 		}
 	}
 	tick := func(now time.Time) {
-		if det != nil && node == nil { // a fleet's clock is in its journal
-			publish(det.Tick(now.UTC()))
+		if l := cur.Load(); l.det != nil && l.node == nil { // a fleet's clock is in its journal
+			publish(l.det.Tick(now.UTC()))
 		}
 	}
 	stage := func(name string, v []byte) {
-		if node != nil {
-			node.Stage(name, v)
-		} else if det != nil {
-			det.StageMeta(name, v)
+		if l := cur.Load(); l.node != nil {
+			l.node.Stage(name, v)
+		} else if l.det != nil {
+			l.det.StageMeta(name, v)
 		}
-	}
-	if det != nil && pusher != nil {
-		// Incidents still open from before a restart are announced again.
-		pusher.Update(det.Incidents())
 	}
 	token, err := ReadToken(cfg.HTTP.TokenFile)
 	if err != nil {
@@ -218,19 +242,19 @@ func Run(ctx context.Context, o Options) error {
 		Gatherer: o.Gatherer, Logger: log.Named("http"), Token: token, NotAfter: notAfter, Registerer: reg,
 		ConfigPath: o.ConfigPath,
 		FirstSeen: func() *detector.FirstSeenCurve {
-			if det == nil {
-				return nil
+			if det := cur.Load().det; det != nil {
+				return det.FirstSeen()
 			}
-			return det.FirstSeen()
+			return nil
 		},
 		Incidents: func() []detector.Incident {
-			if det == nil {
-				return nil
+			if det := cur.Load().det; det != nil {
+				return det.Incidents()
 			}
-			return det.Incidents()
+			return nil
 		},
 	}
-	if det != nil {
+	if cur.Load().det != nil || retry {
 		apiOpts.Offer = queue.TryObserve
 		apiOpts.Submit = func(obs []ingest.Observation) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -242,10 +266,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	apiOpts.Ready = func() error {
-		if detErr != nil {
-			return fmt.Errorf("detector unavailable: %w", detErr)
+		if e := detErr.Load(); e != nil {
+			return fmt.Errorf("detector unavailable: %w", *e)
 		}
-		if node != nil {
+		if node := cur.Load().node; node != nil {
 			if err := node.Ready(); err != nil {
 				return err
 			}
@@ -293,31 +317,67 @@ func Run(ctx context.Context, o Options) error {
 	// The node stops after the queue has drained into it.
 	nctx, ncancel := context.WithCancel(context.Background())
 	defer ncancel()
-	nodeDone := make(chan struct{})
-	if node != nil {
-		go func() {
-			defer close(nodeDone)
-			node.Run(nctx)
-		}()
-	} else {
-		close(nodeDone)
-	}
+	var nodes sync.WaitGroup
 	// The tailers stop with ctx; what they queued is drained below.
-	tails := startTails(ctx, cfg, queue, det, stage, reg, log)
+	var tailMu sync.Mutex
+	var stopTails []func()
+	closing := false
+	// started runs what feeds on the detector in use: the fleet node and
+	// the log tailers (which resume from positions the detector keeps).
+	started := func() {
+		tailMu.Lock()
+		defer tailMu.Unlock()
+		if closing {
+			return
+		}
+		l := cur.Load()
+		if l.node != nil {
+			nodes.Go(func() { l.node.Run(nctx) })
+		}
+		stopTails = append(stopTails, startTails(ctx, cfg, queue, l.det, stage, reg, log))
+	}
+	if retry {
+		nodes.Go(func() {
+			det, rs, ok := retryFleet(nctx, cfg, reg, dlog, setErr)
+			if !ok {
+				return
+			}
+			if err := attach(det, rs); err != nil {
+				det.Close()
+				rs.Close()
+				setErr(err)
+				dlog.Error("detector unavailable; relaying mail without detection", zap.Error(err))
+				return
+			}
+			setErr(nil)
+			dlog.Info("fleet store reachable: detection on")
+			started()
+		})
+	} else {
+		started()
+	}
 	if proxy != nil {
 		err = proxy.Serve(ctx)
 	} else {
 		<-ctx.Done()
 	}
-	tails()
+	tailMu.Lock()
+	closing = true
+	for _, stop := range stopTails {
+		stop()
+	}
+	tailMu.Unlock()
 	hcancel()
 	wg.Wait()
 	ncancel()
-	<-nodeDone
-	if det != nil {
+	nodes.Wait()
+	if l := cur.Load(); l.det != nil {
 		// Flush the state transitions not yet written.
-		if cerr := det.Close(); cerr != nil {
+		if cerr := l.det.Close(); cerr != nil {
 			dlog.Error("closing the store", zap.Error(cerr))
+		}
+		if l.rs != nil {
+			l.rs.Close()
 		}
 	}
 	if err == nil && httpErr != nil && !errors.Is(httpErr, net.ErrClosed) {

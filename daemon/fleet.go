@@ -49,14 +49,14 @@ func OpenRedis(ctx context.Context, c config.Config, key *addr.Key) (*redisstore
 	defer cancel()
 	rs, err := redisstore.Open(ctx, o)
 	if err != nil {
-		return nil, fmt.Errorf("store.redis: %w", err)
+		return nil, &redisUnreachable{fmt.Errorf("store.redis: %w", err)}
 	}
 	if err := rs.Claim(ctx); err != nil {
 		rs.Close()
 		if errors.Is(err, redisstore.ErrOtherKey) {
 			return nil, fmt.Errorf("store.key_file: %w", err)
 		}
-		return nil, fmt.Errorf("store.redis: %w", err)
+		return nil, &redisUnreachable{fmt.Errorf("store.redis: %w", err)}
 	}
 	return rs, nil
 }
@@ -93,7 +93,7 @@ func OpenFleet(c config.Config, reg prometheus.Registerer, log *zap.Logger, adju
 	if err != nil {
 		st.Close()
 		rs.Close()
-		return nil, nil, fmt.Errorf("store.redis: %w", err)
+		return nil, nil, &redisUnreachable{fmt.Errorf("store.redis: %w", err)}
 	}
 	log.Info("fleet state: " + what)
 	o := DetectorOptions(c)
@@ -121,4 +121,52 @@ func NewNode(det *detector.Detector, rs *redisstore.Store, lists *attribution.Se
 		fo.Lists = lists.Current
 	}
 	return fleet.New(fo)
+}
+
+// live is the detector a daemon feeds, with a fleet's node and Redis
+// store (nil when it keeps its recipients itself).
+type live struct {
+	det  *detector.Detector
+	node *fleet.Node
+	rs   *redisstore.Store
+}
+
+// retryable reports whether OpenFleet failed on Redis being out of reach
+// (down, slow, failing over), which a later attempt may not: not on a
+// key, a store or a refused claim.
+func retryable(err error) bool {
+	var re *redisUnreachable
+	return errors.As(err, &re)
+}
+
+// redisUnreachable is OpenFleet's error when Redis did not answer.
+type redisUnreachable struct{ err error }
+
+func (e *redisUnreachable) Error() string { return e.err.Error() }
+func (e *redisUnreachable) Unwrap() error { return e.err }
+
+// retryFleet opens the fleet's detector once Redis answers: every few
+// seconds, backing off to 30 s, until ctx ends (ok false). Mail flows
+// meanwhile; setErr keeps /readyz saying why detection is off.
+func retryFleet(ctx context.Context, cfg config.Config, reg prometheus.Registerer, log *zap.Logger, setErr func(error)) (*detector.Detector, *redisstore.Store, bool) {
+	wait := 2 * time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, false
+		case <-time.After(wait):
+		}
+		det, rs, err := OpenFleet(cfg, reg, log, nil, false)
+		if err == nil {
+			return det, rs, true
+		}
+		if !retryable(err) {
+			log.Error("detector unavailable; relaying mail without detection", zap.Error(err))
+			setErr(err)
+			return nil, nil, false
+		}
+		setErr(fmt.Errorf("%w (retrying in the background)", err))
+		log.Warn("fleet store still unreachable", zap.Error(err), zap.Duration("next_try", min(2*wait, 30*time.Second)))
+		wait = min(2*wait, 30*time.Second)
+	}
 }

@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/internal/testkit"
 )
 
@@ -71,5 +77,77 @@ attribution:
 `)
 	if code := run([]string{"replay", "--config", cfg, in2}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "3 tracked") {
 		t.Fatalf("second replay: exit %d: %s", code, errb.String())
+	}
+}
+
+// A fleet instance started while its Redis is down starts all the same
+// (its proxy and HTTP side up: mail is not held back by the detector) and
+// says why detection is off (/readyz, 503), retries in the background,
+// and turns detection on when Redis comes up: a canary hit then opens the
+// canary incident.
+func TestServeWaitsForRedis(t *testing.T) {
+	bin := testkit.Need(t, "redis-server", "redis-server", "/usr/bin/redis-server")
+	dir := t.TempDir()
+	redisAddr, err := testkit.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	canaries := testkit.WriteFile(t, dir, "canaries.txt", "trap-7f3@example.net\n")
+	cfg := config.Default()
+	cfg.SMTP.Listen = closedPort(t)
+	cfg.Downstream.Address = closedPort(t)
+	cfg.HTTP.Listen = closedPort(t)
+	cfg.Store.Path = filepath.Join(dir, "data")
+	cfg.Store.KeyFile = filepath.Join(dir, "key")
+	cfg.Store.RedisURL = "redis://" + redisAddr + "/0"
+	cfg.Attribution.Canaries = []config.CanaryList{{Source: "billing-db", File: canaries}}
+	w := startServe(t, cfg, nil)
+	base := "http://" + cfg.HTTP.Listen
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	why, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(why), "retrying") {
+		t.Fatalf("/readyz with Redis down: %s %q", resp.Status, why)
+	}
+
+	_, port, _ := net.SplitHostPort(redisAddr)
+	args := append([]string{"--port", port, "--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, testkit.RedisArgs...)
+	rc := exec.Command(bin, args...)
+	if err := rc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { rc.Process.Kill(); rc.Wait() }()
+	w.Wait(t, "fleet store reachable: detection on")
+	deadline := time.Now().Add(30 * time.Second)
+	// (The next hop is down here: /readyz stays 503 for that, and must
+	// stop blaming the detector.)
+	for {
+		r, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		why, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		if !strings.Contains(string(why), "detector unavailable") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still says %q after Redis came up", why)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	postObservation(t, base, `{"time":"`+time.Now().UTC().Format(time.RFC3339Nano)+`","rcpt":["trap-7f3@example.net"],"spam":true}`)
+	for {
+		ins := incidentsOf(t, base)
+		if len(ins) == 1 && ins[0].Kind == "canary" && ins[0].CanarySource == "billing-db" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no canary incident after Redis came up: %+v", ins)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
