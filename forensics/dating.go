@@ -156,7 +156,7 @@ func Date(ev Evidence) (*Snapshot, string) {
 	hit := make([]float64, nb)
 	expo := make([]float64, nb) // E: share of hits after the bin matured
 	for h := t0; h < end; h++ {
-		pop[int(h-t0)/bin] += ev.Risk.at(h)
+		pop[int(h-t0)/bin] += max(ev.Risk.at(h), 0) // a count never below 0, even from a damaged tally
 	}
 	for h, n := range ev.HitsFirstMail {
 		i := max(0, int(h-t0)/bin) // first mailed before the histogram began: its first bin

@@ -2,6 +2,7 @@ package forensics
 
 import (
 	"math"
+	"strings"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -168,4 +169,57 @@ func TestDateCoverage(t *testing.T) {
 	if float64(allIn) < Confidence*float64(allDated) {
 		t.Errorf("%d of %d intervals hold the true copy time: below %.0f %%", allIn, allDated, Confidence*100)
 	}
+}
+
+// Odd evidence (empty, negative or far-apart counts, hits outside the
+// histograms) gives an interval or a reason, never a panic or a reversed
+// interval.
+func TestDateOddEvidence(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	base := hourOf(epoch)
+	dated, reasons := 0, map[string]int{}
+	for i := 0; i < 300; i++ {
+		ev := Evidence{Warmup: time.Duration(rng.IntN(400)) * time.Hour, HitsFirstMail: map[int64]int{}, HitsAt: map[int64]int{}}
+		mk := func() Hours {
+			h := Hours{From: base + int64(rng.IntN(2000)) - 1000, N: make([]int32, rng.IntN(3000))}
+			for j := range h.N {
+				h.N[j] = int32(rng.IntN(50) - 5)
+			}
+			return h
+		}
+		ev.Seen, ev.Risk = mk(), mk()
+		for j := rng.IntN(200); j > 0; j-- {
+			ev.HitsFirstMail[base+int64(rng.IntN(4000))-2000] += rng.IntN(3)
+			ev.HitsAt[base+1500+int64(rng.IntN(1000))] += rng.IntN(3)
+		}
+		s, why := Date(ev)
+		if s != nil {
+			dated++
+		}
+		reasons[reasonKind(why)]++
+		switch {
+		case s == nil && why == "":
+			t.Fatalf("case %d: neither an interval nor a reason", i)
+		case s != nil && (s.NotAfter.Before(s.NotBefore) || math.IsNaN(s.Confidence)):
+			t.Fatalf("case %d: interval %+v", i, s)
+		}
+	}
+	t.Logf("%d dated; reasons %v", dated, reasons)
+	if len(reasons) < 3 {
+		t.Errorf("the cases reach too few of Date's paths: %v", reasons)
+	}
+}
+
+// reasonKind is a reason without its numbers and dates: its first words.
+func reasonKind(why string) string {
+	var words []string
+	for _, w := range strings.Fields(why) {
+		if strings.ContainsAny(w, "0123456789") {
+			continue
+		}
+		if words = append(words, w); len(words) == 3 {
+			break
+		}
+	}
+	return strings.Join(words, " ")
 }
