@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -31,15 +32,7 @@ func TestListSnapshotBracketsCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := newHarness(t, store.NewMemory(), testKey(t, 5), func(o *Options) { o.Warmup, o.Learn = 168*time.Hour, 72*time.Hour })
-		sc := bufio.NewScanner(&buf)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			o, err := ingest.Parse(sc.Bytes())
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.ev = append(h.ev, h.d.Observe(o)...)
-		}
+		h.feed(&buf)
 		var last *Incident
 		for _, in := range h.d.Incidents() {
 			if in.Kind == KindSurge && !in.StartedAt.Before(tr.Leaks[0].Start.Add(-time.Hour)) {
@@ -89,15 +82,7 @@ func TestProfileNamesTheDomain(t *testing.T) {
 	h := newHarness(t, store.NewMemory(), testKey(t, 6), func(o *Options) {
 		o.PerDomain, o.Warmup, o.Learn = true, 168*time.Hour, 72*time.Hour
 	})
-	sc := bufio.NewScanner(&buf)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		o, err := ingest.Parse(sc.Bytes())
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.ev = append(h.ev, h.d.Observe(o)...)
-	}
+	h.feed(&buf)
 	var in *Incident
 	for _, x := range h.d.Incidents() {
 		if x.Kind == KindSurge && x.Profile != nil && len(x.Profile.Domains) > 0 {
@@ -124,5 +109,19 @@ func TestProfileNamesTheDomain(t *testing.T) {
 	}
 	if p.DormantShare != in.DormantShare || p.LongDormantShare > p.DormantShare {
 		t.Errorf("dormant %.2f, long dormant %.2f (incident %.2f)", p.DormantShare, p.LongDormantShare, in.DormantShare)
+	}
+}
+
+// feed observes a JSONL stream (sim's).
+func (h *harness) feed(r io.Reader) {
+	h.t.Helper()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		o, err := ingest.Parse(sc.Bytes())
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.ev = append(h.ev, h.d.Observe(o)...)
 	}
 }

@@ -374,28 +374,14 @@ func Run(cfg Config, w io.Writer) (*Truth, error) {
 				// by small campaigns of one sender (4 recipients each).
 				if day == leakDay {
 					l.End = l.Start.Add(8 * time.Hour)
-					for k := 0; k < len(leaked); k += 4 {
-						c := newCampaign(rng, l.Start.Add(time.Duration(k)*8*time.Hour/time.Duration(len(leaked))))
-						c.from = "promo@shop-offers.example"
-						c.msgid = "mta.shop-offers.example"
-						c.dur = 40 * time.Minute
-						c.rcpts = leaked[k:min(k+4, len(leaked))]
-						msgs = appendCampaign(rng, msgs, c)
-					}
+					msgs = spread(rng, msgs, leaked, l.Start, 8*time.Hour, 4, "promo@shop-offers.example", "mta.shop-offers.example", 40*time.Minute)
 				}
 			case "backup":
 				// The list spammed over a day by small campaigns of one
 				// sender, 10 recipients each.
 				if day == leakDay {
 					l.End = l.Start.Add(24 * time.Hour)
-					for k := 0; k < len(leaked); k += 10 {
-						c := newCampaign(rng, l.Start.Add(time.Duration(k)*24*time.Hour/time.Duration(len(leaked))))
-						c.from = "offers@backup-deals.example"
-						c.msgid = "mta.backup-deals.example"
-						c.dur = 30 * time.Minute
-						c.rcpts = leaked[k:min(k+10, len(leaked))]
-						msgs = appendCampaign(rng, msgs, c)
-					}
+					msgs = spread(rng, msgs, leaked, l.Start, 24*time.Hour, 10, "offers@backup-deals.example", "mta.backup-deals.example", 30*time.Minute)
 				}
 			case "drip":
 				// Each leaked address gets its first spam at a
@@ -471,6 +457,18 @@ func chooseLeak(rng *rand.Rand, pop []person, scenario string, n int) (leaked []
 		out = append(out, lo+rng.IntN(seg))
 	}
 	return out, lo
+}
+
+// spread spams leaked over span from start in small campaigns of one
+// sender (per recipients each, lasting dur).
+func spread(rng *rand.Rand, msgs []msg, leaked []int, start time.Time, span time.Duration, per int, from, msgid string, dur time.Duration) []msg {
+	for k := 0; k < len(leaked); k += per {
+		c := newCampaign(rng, start.Add(time.Duration(k)*span/time.Duration(len(leaked))))
+		c.from, c.msgid, c.dur = from, msgid, dur
+		c.rcpts = leaked[k:min(k+per, len(leaked))]
+		msgs = appendCampaign(rng, msgs, c)
+	}
+	return msgs
 }
 
 // chooseBackup is backup's list: addresses that existed at the copy

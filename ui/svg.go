@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spamsurge/spamsurge/detector"
+	"github.com/spamsurge/spamsurge/replay/report"
 )
 
 // Chart geometry (SVG user units; the SVG scales to the page's width).
@@ -116,25 +117,9 @@ func fmtCount(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
-// poissonQuantile is the smallest k with P(X ≤ k) ≥ q, X ~ Poisson(m).
-func poissonQuantile(m, q float64) float64 {
-	if m <= 0 {
-		return 0
-	}
-	p := math.Exp(-m)
-	cum := p
-	k := 0.0
-	for cum < q && k < 10000 {
-		k++
-		p *= m / k
-		cum += p
-	}
-	return k
-}
-
 // timeline draws the incident's first spams by hour against the band the
-// baseline expected (95 % of hours fall in it by chance), with the change
-// point (started) and the opening.
+// baseline expected (99 % of hours fall in it by chance: the replay
+// report's band), with the change point (started) and the opening.
 func timeline(in *detector.Incident) template.HTML {
 	if len(in.HitsAt) == 0 {
 		return ""
@@ -149,9 +134,9 @@ func timeline(in *detector.Incident) template.HTML {
 	end := time.Unix(max((last+1)*3600, in.UpdatedAt.Unix()), 0).Add(time.Hour).Truncate(time.Hour)
 	hours := math.Max(in.UpdatedAt.Sub(in.StartedAt).Hours(), 1)
 	rate := in.Expected / hours
-	hi := poissonQuantile(rate, 0.975)
+	lo, hi := report.Band(rate, 1)
 	p := newPlot(start, end, math.Max(float64(maxN), hi)*1.1, "first spams per hour")
-	p.rect(p.xt(start), p.xt(end), p.y(poissonQuantile(rate, 0.025)), p.y(hi), colBand, "")
+	p.rect(p.xt(start), p.xt(end), p.y(lo), p.y(hi), colBand, "")
 	fmt.Fprintf(&p.b, `<line x1="%d" x2="%.0f" y1="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5"/>`, padL, padL+p.innerW, p.y(rate), p.y(rate), colExpected)
 	for h, n := range in.HitsAt {
 		x0, x1 := p.x(float64(h*3600)), p.x(float64((h+1)*3600))

@@ -174,7 +174,7 @@ pre{background:#1d2430;color:#e8ecf1;padding:.7em;border-radius:4px;overflow-x:a
 </section>{{end}}
 
 {{if .Timeline}}<section><h2>Timeline</h2><div class="wrap">{{.Timeline}}</div>
-<p class="legend"><span style="background:#d62728"></span>first spams per hour<span style="background:#cfe3f7"></span>expected band (95 %)<span style="background:#1f77b4"></span>expected</p></section>{{end}}
+<p class="legend"><span style="background:#d62728"></span>first spams per hour<span style="background:#cfe3f7"></span>expected band (99 %)<span style="background:#1f77b4"></span>expected</p></section>{{end}}
 
 <section><h2>Campaigns</h2>
 {{range dims $in.Campaigns}}{{if .Groups}}<h3 style="font-size:.95em;margin:.6em 0 .2em">{{.Name}}</h3><div class="wrap"><table>
