@@ -200,6 +200,7 @@ func Date(ev Evidence) (*Snapshot, string) {
 	ll := make([]float64, 0, nt*len(edgeShares)*len(edgeScales))
 	best := math.Inf(-1)
 	decay := make([]float64, nb+pre+1) // e^{-y/τ} at lag L bins
+	logw := make([]float64, len(decay)) // log w at lag L, for one (alpha, τ)
 	c := make([]float64, nt)
 	for _, tau := range edgeScales {
 		for L := range decay {
@@ -219,6 +220,9 @@ func Date(ev Evidence) (*Snapshot, string) {
 		}
 		for _, alpha := range edgeShares {
 			alpha = max(alpha, 1e-9) // w's floor, the same in both sums
+			for L := range logw {
+				logw[L] = math.Log(alpha + (1-alpha)*decay[L])
+			}
 			for jt := range nt {
 				j := jt - pre // T at the end of bin j (j < 0: before t0)
 				below := cum[max(0, min(j+1, nb))]
@@ -226,7 +230,7 @@ func Date(ev Evidence) (*Snapshot, string) {
 				num := 0.0
 				for _, i := range hitBins {
 					if i > j {
-						num += hit[i] * math.Log(alpha+(1-alpha)*decay[i-j])
+						num += hit[i] * logw[i-j]
 					}
 				}
 				l := num - float64(hits)*math.Log(max(den, 1e-300))

@@ -223,3 +223,13 @@ func reasonKind(why string) string {
 	}
 	return strings.Join(words, " ")
 }
+
+// BenchmarkDate: one dating of a 60-day history (the detector dates an
+// incident again each time it grew by a tenth).
+func BenchmarkDate(b *testing.B) {
+	ev, _ := world{n: 14000, newFrac: 0.3, days: 60, copyAge: 14 * 24 * time.Hour, hits: 150, welcome: 0.9}.run(1)
+	b.ResetTimer()
+	for b.Loop() {
+		Date(ev)
+	}
+}
