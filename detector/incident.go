@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"maps"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -250,5 +251,8 @@ func (in *Incident) snapshot(event string, at time.Time) Event {
 	in.summarise()
 	c := *in
 	c.RecipientIDs = in.RecipientIDs[:len(in.RecipientIDs):len(in.RecipientIDs)]
+	// The snapshot is read by other goroutines (the API) while the
+	// detector goes on counting into these.
+	c.HitsFirstSeen, c.HitsAt = maps.Clone(in.HitsFirstSeen), maps.Clone(in.HitsAt)
 	return Event{Event: event, At: at, Incident: c}
 }
