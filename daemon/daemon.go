@@ -255,8 +255,15 @@ func Run(ctx context.Context, o Options) error {
 		},
 	}
 	if cur.Load().det != nil || retry {
-		apiOpts.Offer = queue.TryObserve
+		// While a fleet waits for Redis there is no detector: a POST gets
+		// 503 (retry later), as it does without one.
+		apiOpts.Offer = func(ob ingest.Observation) bool {
+			return cur.Load().det != nil && queue.TryObserve(ob)
+		}
 		apiOpts.Submit = func(obs []ingest.Observation) error {
+			if cur.Load().det == nil {
+				return api.ErrBusy
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if queue.Submit(ctx, obs) != nil {
@@ -322,11 +329,13 @@ func Run(ctx context.Context, o Options) error {
 	var tailMu sync.Mutex
 	var stopTails []func()
 	closing := false
-	// started runs what feeds on the detector in use: the fleet node and
-	// the log tailers (which resume from positions the detector keeps).
-	started := func() {
-		tailMu.Lock()
-		defer tailMu.Unlock()
+	// The retries end when the daemon stops (rcancel, with closing).
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	// startedLocked runs what feeds on the detector in use: the fleet
+	// node and the log tailers (which resume from positions the detector
+	// keeps). Call with tailMu held.
+	startedLocked := func() {
 		if closing {
 			return
 		}
@@ -338,8 +347,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if retry {
 		nodes.Go(func() {
-			det, rs, ok := retryFleet(nctx, cfg, reg, dlog, setErr)
+			det, rs, ok := retryFleet(rctx, cfg, reg, dlog, setErr)
 			if !ok {
+				return
+			}
+			// Attached and started under the lock the shutdown takes: a
+			// node attached once stopping began would never run, and the
+			// queue's drain would block on it.
+			tailMu.Lock()
+			defer tailMu.Unlock()
+			if closing {
+				det.Close()
+				rs.Close()
 				return
 			}
 			if err := attach(det, rs); err != nil {
@@ -351,10 +370,12 @@ func Run(ctx context.Context, o Options) error {
 			}
 			setErr(nil)
 			dlog.Info("fleet store reachable: detection on")
-			started()
+			startedLocked()
 		})
 	} else {
-		started()
+		tailMu.Lock()
+		startedLocked()
+		tailMu.Unlock()
 	}
 	if proxy != nil {
 		err = proxy.Serve(ctx)
@@ -363,6 +384,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	tailMu.Lock()
 	closing = true
+	rcancel()
 	for _, stop := range stopTails {
 		stop()
 	}

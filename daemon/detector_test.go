@@ -1,9 +1,14 @@
 package daemon
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +17,7 @@ import (
 
 	"github.com/spamsurge/spamsurge/config"
 	"github.com/spamsurge/spamsurge/ingest"
+	"github.com/spamsurge/spamsurge/store"
 )
 
 // gauge reads one unlabelled series from reg.
@@ -82,5 +88,25 @@ func TestOpenFromConfig(t *testing.T) {
 	os.WriteFile(filepath.Join(cfg.Store.Path, "x"), []byte("x"), 0o600)
 	if _, err := OpenDetector(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "store.path") {
 		t.Fatalf("foreign directory: %v", err)
+	}
+}
+
+// Only Redis being out of reach is worth a retry: a refused connection or
+// a timeout, not a refused password or a broken local store.
+func TestRetryable(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&redisUnreachable{fmt.Errorf("store.redis: %w", refused)}, true},
+		{&redisUnreachable{fmt.Errorf("store.redis: %w", context.DeadlineExceeded)}, true},
+		{&redisUnreachable{errors.New("store.redis: WRONGPASS invalid username-password pair")}, false},
+		{&redisUnreachable{fmt.Errorf("store.redis: %w", store.ErrCorrupt)}, false},
+		{fmt.Errorf("store.redis: %w", refused), false}, // not from OpenFleet's Redis calls
+	} {
+		if got := retryable(c.err); got != c.want {
+			t.Errorf("retryable(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,6 +71,11 @@ func OpenRedis(ctx context.Context, c config.Config, key *addr.Key) (*redisstore
 // snapshot into it when the snapshot is newer (fleet.Bootstrap), and
 // opens the shared detector on it. Close the store after the detector.
 func OpenFleet(c config.Config, reg prometheus.Registerer, log *zap.Logger, adjust func(*detector.Options), memory bool) (*detector.Detector, *redisstore.Store, error) {
+	return openFleet(context.Background(), c, reg, log, adjust, memory)
+}
+
+// openFleet is OpenFleet ending with ctx (a retry at shutdown).
+func openFleet(ctx context.Context, c config.Config, reg prometheus.Registerer, log *zap.Logger, adjust func(*detector.Options), memory bool) (*detector.Detector, *redisstore.Store, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -75,7 +83,6 @@ func OpenFleet(c config.Config, reg prometheus.Registerer, log *zap.Logger, adju
 	if err != nil {
 		return nil, nil, fmt.Errorf("store.key_file: %w", err)
 	}
-	ctx := context.Background()
 	rs, err := OpenRedis(ctx, c, key)
 	if err != nil {
 		return nil, nil, err
@@ -136,7 +143,12 @@ type live struct {
 // key, a store or a refused claim.
 func retryable(err error) bool {
 	var re *redisUnreachable
-	return errors.As(err, &re)
+	if !errors.As(err, &re) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // redisUnreachable is OpenFleet's error when Redis did not answer.
@@ -156,7 +168,7 @@ func retryFleet(ctx context.Context, cfg config.Config, reg prometheus.Registere
 			return nil, nil, false
 		case <-time.After(wait):
 		}
-		det, rs, err := OpenFleet(cfg, reg, log, nil, false)
+		det, rs, err := openFleet(ctx, cfg, reg, log, nil, false)
 		if err == nil {
 			return det, rs, true
 		}

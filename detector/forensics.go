@@ -153,7 +153,7 @@ func (d *Detector) publishCurve() {
 	first := int64(-1)
 	for _, h := range []recipients.Hours{seen, risk} {
 		for i, n := range h.N {
-			if n != 0 {
+			if n > 0 {
 				if day := (h.From + int64(i)) / 24; first < 0 || day < first {
 					first = day
 				}
@@ -167,7 +167,7 @@ func (d *Detector) publishCurve() {
 	c := &FirstSeenCurve{From: time.Unix(first*86400, 0).UTC()}
 	add := func(h recipients.Hours, to *[]int) {
 		for i, n := range h.N {
-			if n == 0 {
+			if n <= 0 { // below 0: a tally older than the histograms
 				continue
 			}
 			day := int((h.From+int64(i))/24 - first)

@@ -166,6 +166,9 @@ func (d *Detector) firstMailedBefore(in *Incident, t time.Time) float64 {
 	cut := t.Unix()/3600 + d.matureLag() // as maturation hours
 	var before, all float64
 	for i, n := range risk.N {
+		// A tally from before the histograms were kept can go below 0
+		// in an hour it never counted: none.
+		n = max(n, 0)
 		all += float64(n)
 		if risk.From+int64(i) < cut {
 			before += float64(n)

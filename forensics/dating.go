@@ -199,7 +199,7 @@ func Date(ev Evidence) (*Snapshot, string) {
 	}
 	ll := make([]float64, 0, nt*len(edgeShares)*len(edgeScales))
 	best := math.Inf(-1)
-	decay := make([]float64, nb+pre+1) // e^{-y/τ} at lag L bins
+	decay := make([]float64, nb+pre+1)  // e^{-y/τ} at lag L bins
 	logw := make([]float64, len(decay)) // log w at lag L, for one (alpha, τ)
 	c := make([]float64, nt)
 	for _, tau := range edgeScales {

@@ -2,9 +2,9 @@ package forensics
 
 import (
 	"math"
-	"strings"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )

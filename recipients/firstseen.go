@@ -28,11 +28,17 @@ type hourHist struct {
 }
 
 // maxHistHours bounds a histogram's span (20 years): an hour further from
-// its first one (a corrupt clock) is not counted.
-const maxHistHours = 20 * 366 * 24
+// its first one is not counted. Hours before minHistHour (2000) or after
+// maxHistHour (2100) are not either: a corrupt record must not become the
+// base that pushes every real hour out of the span.
+const (
+	maxHistHours = 20 * 366 * 24
+	minHistHour  = 946684800 / 3600  // 2000-01-01
+	maxHistHour  = 4102444800 / 3600 // 2100-01-01
+)
 
 func (h *hourHist) add(hr int64, d int32) {
-	if hr <= 0 {
+	if hr < minHistHour || hr >= maxHistHour {
 		return
 	}
 	if len(h.N) == 0 {

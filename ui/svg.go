@@ -160,7 +160,11 @@ func snapshotChart(in *detector.Incident, c *detector.FirstSeenCurve) template.H
 	hits := map[int]int{}
 	maxHit := 0
 	for h, n := range in.HitsFirstSeen {
-		d := int((h*3600 - c.From.Unix()) / 86400)
+		off := h*3600 - c.From.Unix()
+		if off < 0 {
+			continue // first mailed before the curve begins
+		}
+		d := int(off / 86400)
 		hits[d] += n
 		maxHit = max(maxHit, hits[d])
 	}

@@ -165,7 +165,7 @@ func (pm *profileMatcher) describe() string {
 		parts = append(parts, "not checked against the recipient records ("+pm.noRecs+")")
 	}
 	if c := pm.in.Profile; c != nil && c.Candidates != nil {
-		parts = append(parts, fmt.Sprintf("the daemon estimates %d such addresses", c.Candidates.Estimate))
+		parts = append(parts, fmt.Sprintf("the daemon estimates %d such addresses, its recipients included", c.Candidates.Estimate))
 	}
 	return strings.Join(parts, "; ")
 }
