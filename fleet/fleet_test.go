@@ -33,7 +33,7 @@ type instance struct {
 	evs  []detector.Event
 }
 
-func newInstance(t *testing.T, url string, cluster []string, key *addr.Key, st detector.Store, mod func(*Options)) *instance {
+func newInstance(t testing.TB, url string, cluster []string, key *addr.Key, st detector.Store, mod func(*Options)) *instance {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	det, err := detector.New(detector.Options{Key: key, Store: st, Registerer: reg, Shared: true, PerDomain: true, PerTag: true,
@@ -62,7 +62,7 @@ func newInstance(t *testing.T, url string, cluster []string, key *addr.Key, st d
 	return in
 }
 
-func newKey(t *testing.T) *addr.Key {
+func newKey(t testing.TB) *addr.Key {
 	b := make([]byte, 32)
 	rand.Read(b)
 	k, err := addr.NewKey(b)
@@ -72,7 +72,7 @@ func newKey(t *testing.T) *addr.Key {
 	return k
 }
 
-func simLines(t *testing.T, scenario string, n int) []ingest.Observation {
+func simLines(t testing.TB, scenario string, n int) []ingest.Observation {
 	var buf bytes.Buffer
 	if _, err := sim.Run(sim.Config{Scenario: scenario, Seed: 1, Addresses: n}, &buf); err != nil {
 		t.Fatal(err)
@@ -92,9 +92,11 @@ func simLines(t *testing.T, scenario string, n int) []ingest.Observation {
 
 // waitEntries waits until every instance's detector has read n journal
 // entries.
-func waitEntries(t *testing.T, n int, ins ...*instance) {
+func waitEntries(t testing.TB, n int, ins ...*instance) { waitEntriesFor(t, n, 20*time.Second, ins...) }
+
+func waitEntriesFor(t testing.TB, n int, wait time.Duration, ins ...*instance) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(wait)
 	for _, in := range ins {
 		for testutil.ToFloat64(in.node.m.entries) < float64(n) {
 			if time.Now().After(deadline) {
