@@ -331,8 +331,7 @@ func (d *Detector) annotate(in *Incident) {
 	at.SubaddressDetails = attribution.TopDetails(dcs, in.Recipients)
 	at.CanarySource = prev.CanarySource
 	in.Attribution = at
-	d.date(in)
-	d.profile(in)
+	d.profile(in, d.date(in))
 }
 
 // SetAttribution attaches source lists to a Detector made by Open (serve

@@ -94,18 +94,18 @@ func (d *Detector) matureLag() int64 {
 // date brings in's list snapshot up to date (annotate calls it when its
 // recipients changed): once it grew by a tenth since it was last dated (a
 // dating costs milliseconds; one a first spam would slow a replay down
-// twentyfold).
-func (d *Detector) date(in *Incident) {
+// twentyfold). It reports whether it did, and the profile follows it.
+func (d *Detector) date(in *Incident) bool {
 	if in.Kind != KindSurge {
-		return
+		return false
 	}
 	if in.datedAt > 0 && in.Recipients < in.datedAt+max(1, in.datedAt/10) {
-		return
+		return false
 	}
 	in.datedAt = in.Recipients
 	if len(in.HitsFirstSeen) == 0 {
 		in.ListSnapshot, in.ListSnapshotReason = nil, "no first-mail times recorded for its first spams"
-		return
+		return true
 	}
 	seen, risk := d.pop.FirstSeen()
 	// The at-risk histogram is by maturation hour: back to the hour of
@@ -118,6 +118,7 @@ func (d *Detector) date(in *Incident) {
 		HitsAt:        in.HitsAt,
 	}
 	in.ListSnapshot, in.ListSnapshotReason = forensics.Date(ev)
+	return true
 }
 
 // ListSnapshotText says when the list was copied, or why that is not

@@ -82,13 +82,19 @@ func (in *Incident) restoreProfile() {
 }
 
 // profile computes in's profile (annotate calls it when its recipients
-// changed).
-func (d *Detector) profile(in *Incident) {
+// changed): the shares each time, the domains and candidates (a pass
+// over the first-seen histogram) when full, as the list was just dated.
+func (d *Detector) profile(in *Incident, full bool) {
 	if in.Kind != KindSurge || in.Recipients == 0 {
 		return
 	}
 	n := in.Recipients
 	p := &Profile{DormantShare: in.DormantShare, LongDormantShare: float64(in.longDormant) / float64(n)}
+	if !full && in.Profile != nil {
+		p.Domains, p.Candidates = in.Profile.Domains, in.Profile.Candidates
+		in.Profile = p
+		return
+	}
 	pop := d.pop.AtRisk() + n // the population before these first spams
 	if d.pop.Domains() > 1 && len(in.domHits) > 0 {
 		var cs []attribution.Count
@@ -162,18 +168,8 @@ func (d *Detector) candidates(in *Incident, p *Profile, pop int) *Candidates {
 // firstMailedBefore is the share of the population before in (the at-risk
 // addresses and in's own) first mailed before t.
 func (d *Detector) firstMailedBefore(in *Incident, t time.Time) float64 {
-	_, risk := d.pop.FirstSeen()
-	cut := t.Unix()/3600 + d.matureLag() // as maturation hours
-	var before, all float64
-	for i, n := range risk.N {
-		// A tally from before the histograms were kept can go below 0
-		// in an hour it never counted: none.
-		n = max(n, 0)
-		all += float64(n)
-		if risk.From+int64(i) < cut {
-			before += float64(n)
-		}
-	}
+	b, a := d.pop.RiskBefore(t.Unix()/3600 + d.matureLag()) // as maturation hours
+	before, all := float64(b), float64(a)
 	tu := t.Unix() / 3600
 	for h, n := range in.HitsFirstSeen {
 		all += float64(n)

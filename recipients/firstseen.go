@@ -104,3 +104,18 @@ func (p *Population) seenFirst(firstMail uint32, delta int32) {
 
 // hamFirst reports whether a stored record's first message was not spam.
 func hamFirst(firstMail, firstSpam uint32) bool { return firstSpam == 0 || firstSpam != firstMail }
+
+// RiskBefore counts the at-risk addresses that matured before hour cut
+// (hours since the epoch), and all of them, from the histogram as it is
+// (no copy). A count below 0 (a tally older than the histogram, in an
+// hour it never counted) counts as none.
+func (p *Population) RiskBefore(cut int64) (before, all int) {
+	for i, n := range p.riskHr.N {
+		n = max(n, 0)
+		all += int(n)
+		if p.riskHr.Base+int64(i) < cut {
+			before += int(n)
+		}
+	}
+	return before, all
+}
