@@ -222,26 +222,35 @@ func incidentRecipients(ctx context.Context, cfg config.Config, key *addr.Key, i
 
 // recipientsFromRedis finds the incident in the fleet's snapshot.
 func recipientsFromRedis(ctx context.Context, cfg config.Config, key *addr.Key, incident string) ([]addr.ID, error) {
-	rs, err := daemon.OpenRedis(ctx, cfg, key)
+	blobs, written, err := redisBlobs(ctx, cfg, key)
 	if err != nil {
 		return nil, err
 	}
-	defer rs.Close()
-	snap, err := rs.GetSnapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if snap == nil {
-		return nil, errors.New("Redis holds no snapshot of the fleet (an instance writes one every few minutes and when it stops)")
-	}
-	ids, found, err := findIncident(snap.Blobs, incident)
+	ids, found, err := findIncident(blobs, incident)
 	if err != nil {
 		return nil, fmt.Errorf("the fleet's snapshot: %w", err)
 	}
 	if !found {
-		return nil, fmt.Errorf("the fleet's snapshot (written %s) has no incident %q", snap.Written.Format(time.RFC3339), incident)
+		return nil, fmt.Errorf("the fleet's snapshot (written %s) has no incident %q", written.Format(time.RFC3339), incident)
 	}
 	return ids, nil
+}
+
+// redisBlobs reads the detector's blobs from the fleet's snapshot.
+func redisBlobs(ctx context.Context, cfg config.Config, key *addr.Key) (map[string][]byte, time.Time, error) {
+	rs, err := daemon.OpenRedis(ctx, cfg, key)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer rs.Close()
+	snap, err := rs.GetSnapshot(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if snap == nil {
+		return nil, time.Time{}, errors.New("Redis holds no snapshot of the fleet (an instance writes one every few minutes and when it stops)")
+	}
+	return snap.Blobs, snap.Written, nil
 }
 
 // findIncident looks for an incident's recipients in the detector's
@@ -289,43 +298,13 @@ func dialable(listen string) string {
 }
 
 func recipientsFromAPI(ctx context.Context, cfg config.Config, base, incident string) ([]addr.ID, error) {
-	token, err := daemon.ReadToken(cfg.HTTP.TokenFile)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/incidents/"+url.PathEscape(incident)+"/recipients", nil)
+	resp, err := askDaemon(ctx, cfg, base, "/api/v1/incidents/"+url.PathEscape(incident)+"/recipients", incident)
 	if err != nil {
 		return nil, err
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	// Straight to the daemon: never through an HTTP_PROXY (the bearer
-	// token and the hashes stay between us and the daemon).
-	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Do(req)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, &unreachableError{err}
-		}
-		return nil, fmt.Errorf("asking the daemon at %s: %w", base, err)
-	}
 	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return nil, fmt.Errorf("the daemon at %s has no incident %q (GET /api/v1/incidents lists them)", base, incident)
-	case http.StatusUnauthorized:
-		return nil, fmt.Errorf("the daemon at %s refused the bearer token (http.token_file)", base)
-	case http.StatusForbidden:
-		return nil, fmt.Errorf("the daemon at %s answers loopback clients only without a token: set http.token_file", base)
-	default:
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("the daemon at %s answered %s: %s", base, resp.Status, strings.TrimSpace(string(msg)))
-	}
 	var ids []addr.ID
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -345,11 +324,69 @@ func recipientsFromAPI(ctx context.Context, cfg config.Config, base, incident st
 	return ids, nil
 }
 
+// askDaemon GETs path from the daemon at base with the bearer token from
+// http.token_file, never through an HTTP proxy (the token and the hashes
+// stay between us and the daemon): the response on 200, an
+// unreachableError when nothing listens, else an error that says why.
+func askDaemon(ctx context.Context, cfg config.Config, base, path, incident string) (*http.Response, error) {
+	token, err := daemon.ReadToken(cfg.HTTP.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, &unreachableError{err}
+		}
+		return nil, fmt.Errorf("asking the daemon at %s: %w", base, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotFound:
+		return nil, fmt.Errorf("the daemon at %s has no incident %q (GET /api/v1/incidents lists them)", base, incident)
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("the daemon at %s refused the bearer token (http.token_file)", base)
+	case http.StatusForbidden:
+		return nil, fmt.Errorf("the daemon at %s answers loopback clients only without a token: set http.token_file", base)
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	return nil, fmt.Errorf("the daemon at %s answered %s: %s", base, resp.Status, strings.TrimSpace(string(msg)))
+}
+
 // Store meta blobs holding incidents (detector: "incidents"; open canary
 // incidents: "canary_incidents").
 var incidentMetas = []string{"incidents", "canary_incidents"}
 
 func recipientsFromStore(cfg config.Config, incident string) ([]addr.ID, error) {
+	blobs, err := storeBlobs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ids, found, err := findIncident(blobs, incident)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", cfg.Store.Path, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("the store %s has no incident %q", cfg.Store.Path, incident)
+	}
+	return ids, nil
+}
+
+// storeBlobs reads the detector's incident blobs from the stopped
+// daemon's store.
+func storeBlobs(cfg config.Config) (map[string][]byte, error) {
 	if cfg.Store.Path == "" {
 		return nil, errors.New("store.path is not set")
 	}
@@ -371,12 +408,5 @@ func recipientsFromStore(cfg config.Config, incident string) ([]addr.ID, error) 
 			return nil, err
 		}
 	}
-	ids, found, err := findIncident(blobs, incident)
-	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", cfg.Store.Path, err)
-	}
-	if !found {
-		return nil, fmt.Errorf("the store %s has no incident %q", cfg.Store.Path, incident)
-	}
-	return ids, nil
+	return blobs, nil
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -206,60 +204,26 @@ func incidentDetail(ctx context.Context, cfg config.Config, incident string) (de
 
 func incidentFromAPI(ctx context.Context, cfg config.Config, base, incident string) (detector.Incident, error) {
 	var in detector.Incident
-	token, err := daemon.ReadToken(cfg.HTTP.TokenFile)
-	if err != nil {
-		return in, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/api/v1/incidents/"+url.PathEscape(incident), nil)
+	resp, err := askDaemon(ctx, cfg, base, "/api/v1/incidents/"+url.PathEscape(incident), incident)
 	if err != nil {
 		return in, err
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
-	if err != nil {
-		return in, &unreachableError{err}
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return in, fmt.Errorf("the daemon at %s answered %s: %s", base, resp.Status, strings.TrimSpace(string(msg)))
-	}
 	return in, json.NewDecoder(resp.Body).Decode(&in)
 }
 
 // incidentBlobs reads the stored incident blobs: the fleet's snapshot, or
 // the embedded store.
 func incidentBlobs(ctx context.Context, cfg config.Config) (map[string][]byte, error) {
-	if daemon.Fleet(cfg) {
-		key, err := addr.LoadKey(daemon.KeyFile(cfg))
-		if err != nil {
-			return nil, err
-		}
-		rs, err := daemon.OpenRedis(ctx, cfg, key)
-		if err != nil {
-			return nil, err
-		}
-		defer rs.Close()
-		snap, err := rs.GetSnapshot(ctx)
-		if err != nil || snap == nil {
-			return nil, fmt.Errorf("the fleet's snapshot in Redis: %v", err)
-		}
-		return snap.Blobs, nil
+	if !daemon.Fleet(cfg) {
+		return storeBlobs(cfg)
 	}
-	st, err := store.OpenPebble(cfg.Store.Path)
+	key, err := addr.LoadKey(daemon.KeyFile(cfg))
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
-	blobs := map[string][]byte{}
-	for _, name := range incidentMetas {
-		if blobs[name], err = st.Meta(name); err != nil {
-			return nil, err
-		}
-	}
-	return blobs, nil
+	blobs, _, err := redisBlobs(ctx, cfg, key)
+	return blobs, err
 }
